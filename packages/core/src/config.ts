@@ -1,0 +1,139 @@
+/**
+ * The daemon's `config.json`: its schema, its defaults and validation whose messages name the
+ * exact field at fault (`network.http_port: expected integer 0–65535, got "abc"`).
+ */
+import { z } from 'zod'
+import { ConfigError } from './errors.ts'
+
+/** @default 31145 */
+export const DEFAULT_HTTP_PORT = 31145
+/** @default 8145 */
+export const DEFAULT_CONTROL_PORT = 8145
+/** @default 41145 */
+export const DEFAULT_P2P_PORT = 41145
+/** @default 30 seconds */
+export const DEFAULT_HEALTH_CHECK_INTERVAL = 30
+/** @default 16 MiB */
+export const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+/** @default 64 */
+export const DEFAULT_MAX_CONCURRENT_REQUESTS = 64
+/** Seconds an engine may take to send response headers before the request fails with 504. @default 300 */
+export const DEFAULT_REQUEST_TIMEOUT = 300
+
+export const PROVIDER_KINDS = ['ollama', 'lmstudio', 'openai'] as const
+export type ProviderKind = (typeof PROVIDER_KINDS)[number]
+
+/** Where each kind of engine listens by default (the base URL an OpenAI SDK would take). */
+export const DEFAULT_PROVIDER_URLS: Record<ProviderKind, string> = {
+  ollama: 'http://localhost:11434/v1',
+  lmstudio: 'http://localhost:1234/v1',
+  openai: 'https://api.openai.com/v1',
+}
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+const port = z.int({ error: 'expected integer 0–65535' }).min(0).max(65535)
+const positiveInt = z.int({ error: 'expected a positive integer' }).min(1)
+const positiveNumber = z.number({ error: 'expected a positive number' }).positive()
+const nonEmpty = z.string({ error: 'expected a non-empty string' }).min(1)
+const url = z
+  .string({ error: 'expected an http(s) URL' })
+  .refine((s) => URL.canParse(s) && /^https?:$/.test(new URL(s).protocol), 'expected an http(s) URL')
+
+export const ProviderConfigSchema = z.strictObject({
+  name: nonEmpty,
+  kind: z.enum(PROVIDER_KINDS, { error: `expected one of ${PROVIDER_KINDS.join(', ')}` }),
+  url,
+  api_key: z.string().optional(),
+  enabled: z.boolean().default(true),
+  models: z.array(nonEmpty).optional(),
+  health_check_interval: positiveNumber.default(DEFAULT_HEALTH_CHECK_INTERVAL),
+})
+
+export const ConfigSchema = z.strictObject({
+  node: z
+    .strictObject({
+      log_level: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+    })
+    .prefault({}),
+  network: z
+    .strictObject({
+      http_port: port.default(DEFAULT_HTTP_PORT),
+      control_port: port.default(DEFAULT_CONTROL_PORT),
+      p2p_port: port.default(DEFAULT_P2P_PORT),
+      p2p_host: nonEmpty.default('0.0.0.0'),
+      trusted_peers: z.array(nonEmpty).default([]),
+      bootstrap: z.array(nonEmpty).default([]),
+      max_connections: positiveInt.default(256),
+    })
+    .prefault({}),
+  providers: z
+    .array(ProviderConfigSchema)
+    .default([])
+    .refine((list) => new Set(list.map((p) => p.name)).size === list.length, 'provider names must be unique'),
+  security: z
+    .strictObject({
+      api_keys: z.array(nonEmpty).default([]),
+      rate_limit: z
+        .strictObject({ per_peer_rps: positiveNumber.default(20), burst: positiveInt.default(40) })
+        .prefault({}),
+      max_concurrent_requests: positiveInt.default(DEFAULT_MAX_CONCURRENT_REQUESTS),
+      max_body_bytes: positiveInt.default(DEFAULT_MAX_BODY_BYTES),
+      request_timeout: positiveNumber.default(DEFAULT_REQUEST_TIMEOUT),
+    })
+    .prefault({}),
+  relay: z
+    .strictObject({ addresses: z.array(nonEmpty).default([]), domain: nonEmpty.optional() })
+    .prefault({}),
+  web: z.strictObject({ enabled: z.boolean().default(true) }).prefault({}),
+})
+
+export type Config = z.output<typeof ConfigSchema>
+export type ConfigInput = z.input<typeof ConfigSchema>
+export type ProviderConfig = z.output<typeof ProviderConfigSchema>
+
+/** Validates a parsed config object, filling defaults; throws ConfigError naming every bad field. */
+export function parseConfig(value: unknown): Config {
+  const result = ConfigSchema.safeParse(value, { reportInput: true })
+  if (result.success) return result.data
+  throw new ConfigError(result.error.issues.map(formatIssue))
+}
+
+/** Parses and validates the text of a config file. */
+export function parseConfigText(text: string): Config {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError([`config is not valid JSON: ${(err as Error).message}`], { cause: err })
+  }
+  return parseConfig(value)
+}
+
+export function defaultConfig(): Config {
+  return parseConfig({})
+}
+
+function formatIssue(issue: z.core.$ZodIssue): string {
+  const field =
+    issue.path.length > 0
+      ? issue.path
+          .map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? String(k) : `.${String(k)}`))
+          .join('')
+      : 'config'
+  if (issue.code === 'unrecognized_keys')
+    return `${field}: unknown field ${issue.keys.map((k) => `"${k}"`).join(', ')}`
+  const got =
+    'input' in issue && issue.input !== undefined ? `, got ${JSON.stringify(issue.input)}` : ', got nothing'
+  return `${field}: ${issue.message}${got}`
+}
+
+/** Which top-level changes need a restart to apply; all others apply live. */
+export function restartRequiredChanges(before: Config, after: Config): string[] {
+  const changed: string[] = []
+  for (const key of ['http_port', 'control_port', 'p2p_port', 'p2p_host'] as const) {
+    if (before.network[key] !== after.network[key]) changed.push(`network.${key}`)
+  }
+  return changed
+}

@@ -1,0 +1,358 @@
+import { createHash, randomUUID } from 'node:crypto'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import {
+  type Config,
+  type GateError,
+  InvalidRequestError,
+  NotFoundError,
+  PayloadTooLargeError,
+  RateLimitedError,
+  UnavailableError,
+} from '@gate/core'
+import type { Logger } from 'pino'
+import { RETRY_AFTER_SECONDS } from '../constants.ts'
+import type { EventBus } from '../events.ts'
+import type { Metrics } from '../metrics.ts'
+import type { ProviderRegistry } from '../providers/registry.ts'
+import type { RequestLog } from '../request-log.ts'
+import { sendError, toGateError } from './errors.ts'
+import { forward } from './forward.ts'
+import { checkApiKey, checkLocalRequest, isLoopbackOrigin } from './guards.ts'
+import type { Usage } from './usage.ts'
+
+export interface ApiComponents {
+  nodeId: string
+  config: () => Config
+  providers: ProviderRegistry
+  requestLog: RequestLog
+  metrics: Metrics
+  events: EventBus
+  logger: Logger
+}
+
+/** How a request reached the pipeline: a loopback socket, or through the relay (key required). */
+export type RequestSource = 'local' | 'relay'
+
+/** The POST endpoints forwarded to engines, by path below `/v1`. */
+const FORWARDED = new Set(['/chat/completions', '/completions', '/embeddings', '/responses'])
+
+/** Request headers not forwarded to engines: hop-by-hop, the client's credentials, Gate's own. */
+const DROPPED_HEADERS = new Set([
+  'host',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'content-length',
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'origin',
+  'referer',
+  'te',
+  'upgrade',
+  'expect',
+  'x-target-node',
+])
+
+/** The state of one request as it goes through the pipeline; becomes its request record. */
+interface Exchange {
+  id: string
+  start: number
+  req: IncomingMessage
+  res: ServerResponse
+  route: string
+  model: string | null
+  provider: string | null
+  stream: boolean
+  consumer: string
+  usage: Usage | null
+  error: string | null
+  abort: AbortController
+  /** Settles when the upstream exchange is over. */
+  forwarded: Promise<unknown>
+  /** The whole response reached the client, even if it closed the connection before our last write (SSE after `[DONE]`). */
+  complete: boolean
+}
+
+/**
+ * The OpenAI-compatible API. Built on bare `node:http` and undici's dispatcher rather than a
+ * framework: this is the hot path, and every object built per request shows in throughput.
+ */
+export class ApiServer {
+  readonly #c: ApiComponents
+  readonly #server: Server
+  readonly #inflight = new Set<Exchange>()
+  #active = 0
+
+  constructor(components: ApiComponents) {
+    this.#c = components
+    this.#server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res, 'local'))
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject)
+      this.#server.listen(port, host, () => {
+        this.#server.off('error', reject)
+        resolve(this.#server.address() as AddressInfo)
+      })
+    })
+  }
+
+  get active(): number {
+    return this.#active
+  }
+
+  /**
+   * Stops accepting, lets requests in flight finish for `graceMs`, then cancels the rest (which
+   * aborts their upstream requests).
+   */
+  async close(graceMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    this.#server.closeIdleConnections()
+    const deadline = Date.now() + graceMs
+    while (this.#inflight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    for (const ex of this.#inflight) ex.res.destroy()
+    this.#server.closeAllConnections()
+    await closed
+  }
+
+  /** Runs one request through the pipeline; the relay and peers hand theirs in here too. */
+  handle(req: IncomingMessage, res: ServerResponse, source: RequestSource): void {
+    const ex: Exchange = {
+      id: randomUUID(),
+      start: performance.now(),
+      req,
+      res,
+      route: '',
+      model: null,
+      provider: null,
+      stream: false,
+      consumer: 'local',
+      usage: null,
+      error: null,
+      abort: new AbortController(),
+      forwarded: Promise.resolve(),
+      complete: false,
+    }
+    res.setHeader('x-request-id', ex.id)
+    res.setHeader('x-gate-node', this.#c.nodeId)
+    this.#route(ex, source).catch((err: unknown) => this.#fail(ex, toGateError(err)))
+  }
+
+  async #route(ex: Exchange, source: RequestSource): Promise<void> {
+    const { req, res } = ex
+    const url = req.url ?? '/'
+    const q = url.indexOf('?')
+    const path = q < 0 ? url : url.slice(0, q)
+    ex.route = path
+    const origin = req.headers.origin
+    if (source === 'local') checkLocalRequest(req.headers.host, origin)
+    if (origin !== undefined && isLoopbackOrigin(origin)) {
+      res.setHeader('access-control-allow-origin', origin)
+      res.setHeader('access-control-expose-headers', 'x-request-id, x-gate-node')
+      res.setHeader('vary', 'origin')
+    }
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, {
+        'access-control-allow-methods': 'GET, POST, OPTIONS',
+        'access-control-allow-headers': req.headers['access-control-request-headers'] ?? '*',
+        'access-control-max-age': '600',
+      })
+      return void res.end()
+    }
+    if (path === '/health') return this.#json(res, 200, { status: 'ok', node_id: this.#c.nodeId })
+    if (!path.startsWith('/v1/')) throw new NotFoundError(`no route ${req.method} ${path}`)
+    const config = this.#c.config()
+    if (source !== 'local')
+      ex.consumer = keyConsumer(checkApiKey(req.headers.authorization, config.security.api_keys))
+    const sub = path.slice(3)
+    if (req.method === 'GET' && sub.startsWith('/models')) await this.#c.providers.settle()
+    if (req.method === 'GET' && sub === '/models') return this.#json(res, 200, this.#modelList())
+    if (req.method === 'GET' && sub.startsWith('/models/')) {
+      const id = decodeURIComponent(sub.slice('/models/'.length))
+      const model = this.#modelList().data.find((m) => m.id === id)
+      if (!model) throw new NotFoundError(`model "${id}" not found`, { param: 'model' })
+      return this.#json(res, 200, model)
+    }
+    if (req.method !== 'POST' || !FORWARDED.has(sub))
+      throw new NotFoundError(`no route ${req.method} ${path}`)
+    await this.#forward(ex, sub, config)
+  }
+
+  async #forward(ex: Exchange, sub: string, config: Config): Promise<void> {
+    const { req, res } = ex
+    if (this.#active >= config.security.max_concurrent_requests) {
+      throw new RateLimitedError('too many requests in flight: retry shortly', RETRY_AFTER_SECONDS)
+    }
+    this.#active++
+    this.#inflight.add(ex)
+    this.#c.metrics.active.inc()
+    res.once('close', () => {
+      this.#active--
+      this.#inflight.delete(ex)
+      this.#c.metrics.active.dec()
+      if (!res.writableFinished) ex.abort.abort()
+      // Recorded once the forward has settled and stored its outcome (its continuation was registered first).
+      void ex.forwarded.then(() => this.#record(ex))
+    })
+    const body = await readBody(req, config.security.max_body_bytes)
+    const { model, stream } = parseModel(body)
+    ex.model = model
+    ex.stream = stream
+    const { providers } = this.#c
+    let candidates = providers.candidates(model)
+    if (candidates.length === 0) {
+      await providers.settle()
+      candidates = providers.candidates(model)
+    }
+    if (candidates.length === 0) {
+      if (providers.knows(model)) throw new UnavailableError(`no healthy provider for model "${model}"`)
+      throw new NotFoundError(`model "${model}" not found`, { param: 'model' })
+    }
+    const forwarding = forward(
+      {
+        res,
+        path: sub,
+        headers: upstreamHeaders(req),
+        body,
+        timeoutMs: config.security.request_timeout * 1000,
+        signal: ex.abort.signal,
+      },
+      candidates,
+    )
+    ex.forwarded = forwarding
+    const result = await forwarding
+    ex.provider = result.provider?.name ?? null
+    if (result.ok) {
+      ex.usage = result.usage
+      ex.complete = true
+      return
+    }
+    ex.error = result.error.message
+    if (!result.sent && !ex.abort.signal.aborted) sendError(res, result.error as GateError)
+  }
+
+  #fail(ex: Exchange, err: GateError): void {
+    ex.error = err.message
+    if (err.code === 'internal') this.#c.logger.error({ err: err.cause, id: ex.id }, 'request failed')
+    if (err instanceof PayloadTooLargeError) ex.res.setHeader('connection', 'close')
+    sendError(ex.res, err)
+    if (!this.#inflight.has(ex)) this.#record(ex)
+  }
+
+  #record(ex: Exchange): void {
+    const status = ex.res.writableFinished || ex.complete ? ex.res.statusCode : 499
+    const latency = performance.now() - ex.start
+    const { metrics, requestLog, events } = this.#c
+    metrics.requests.inc({ route: ex.route, status })
+    metrics.duration.observe({ route: ex.route }, latency / 1000)
+    if (ex.usage) {
+      metrics.tokens.inc({ consumer: ex.consumer, kind: 'prompt' }, ex.usage.prompt_tokens)
+      metrics.tokens.inc({ consumer: ex.consumer, kind: 'completion' }, ex.usage.completion_tokens)
+    }
+    const record = {
+      id: ex.id,
+      time: new Date(Date.now() - latency).toISOString(),
+      method: ex.req.method ?? 'GET',
+      route: ex.route,
+      model: ex.model,
+      node: this.#c.nodeId,
+      provider: ex.provider,
+      status,
+      latency_ms: Math.round(latency * 100) / 100,
+      stream: ex.stream,
+      consumer: ex.consumer,
+      usage: ex.usage,
+      error: ex.error,
+    }
+    requestLog.add(record)
+    events.emit('request', record)
+  }
+
+  #modelList() {
+    const { providers, nodeId } = this.#c
+    return {
+      object: 'list' as const,
+      data: providers.models().map((id) => ({
+        id,
+        object: 'model' as const,
+        created: 0,
+        owned_by: 'gate',
+        served_by: [nodeId],
+      })),
+    }
+  }
+
+  #json(res: ServerResponse, status: number, value: unknown): void {
+    const body = JSON.stringify(value)
+    res
+      .writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+      .end(body)
+  }
+}
+
+/** A stable, non-reversible name for an API key in logs and usage: never the key itself. */
+function keyConsumer(key: string): string {
+  return `key:${createHash('sha256').update(key).digest('hex').slice(0, 12)}`
+}
+
+function upstreamHeaders(req: IncomingMessage): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {}
+  for (const key in req.headers) {
+    const value = req.headers[key]
+    if (value !== undefined && !DROPPED_HEADERS.has(key)) out[key] = value
+  }
+  return out
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'])
+  if (declared > limit) return Promise.reject(tooLarge(limit))
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const onData = (chunk: Buffer) => {
+      size += chunk.length
+      if (size > limit) {
+        cleanup()
+        req.resume()
+        reject(tooLarge(limit))
+      } else chunks.push(chunk)
+    }
+    const onEnd = () => {
+      cleanup()
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks))
+    }
+    const onError = (err: Error) => {
+      cleanup()
+      reject(err)
+    }
+    const cleanup = () => {
+      req.off('data', onData).off('end', onEnd).off('error', onError)
+    }
+    req.on('data', onData).on('end', onEnd).on('error', onError)
+  })
+}
+
+function tooLarge(limit: number): PayloadTooLargeError {
+  return new PayloadTooLargeError(`request body is larger than the ${limit}-byte limit`)
+}
+
+function parseModel(body: Buffer): { model: string; stream: boolean } {
+  let value: unknown
+  try {
+    value = JSON.parse(body.toString())
+  } catch (err) {
+    throw new InvalidRequestError(`request body is not valid JSON: ${(err as Error).message}`)
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidRequestError('request body must be a JSON object')
+  }
+  const { model, stream } = value as { model?: unknown; stream?: unknown }
+  if (typeof model !== 'string' || model === '') {
+    throw new InvalidRequestError('you must provide a model parameter', { param: 'model' })
+  }
+  return { model, stream: stream === true }
+}

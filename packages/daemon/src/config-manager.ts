@@ -1,0 +1,133 @@
+import { type FSWatcher, watch } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { basename, dirname } from 'node:path'
+import {
+  type Config,
+  ConfigError,
+  defaultConfig,
+  ensureDir,
+  parseConfig,
+  parseConfigText,
+  restartRequiredChanges,
+  writeFileAtomic,
+} from '@gate/core'
+
+/** How long file events are gathered before the file is read again. @default 100 ms */
+const WATCH_DEBOUNCE_MS = 100
+
+export interface ConfigManagerInit {
+  path: string
+  /** Called after a valid new config took effect, from the file or from `update`. */
+  onChange: (next: Config, previous: Config, restartRequired: string[]) => void | Promise<void>
+  /** Called when the file changed but does not validate; the current config stays. */
+  onInvalid: (error: ConfigError) => void
+}
+
+/**
+ * Owns `config.json`: creates it with defaults, validates it, writes it atomically and reloads it
+ * when it changes on disk.
+ */
+export class ConfigManager {
+  readonly path: string
+  #config: Config = defaultConfig()
+  #text = ''
+  #watcher: FSWatcher | undefined
+  #timer: NodeJS.Timeout | undefined
+  readonly #init: ConfigManagerInit
+  /** Fields changed since start that only a restart applies. */
+  readonly restartRequired = new Set<string>()
+  #startConfig: Config = this.#config
+
+  constructor(init: ConfigManagerInit) {
+    this.#init = init
+    this.path = init.path
+  }
+
+  get config(): Config {
+    return this.#config
+  }
+
+  /** Reads the file, creating it with defaults when missing; throws ConfigError when invalid. */
+  async load(): Promise<Config> {
+    const text = await readConfigFile(this.path)
+    if (text === undefined) {
+      await ensureDir(dirname(this.path))
+      this.#text = `${JSON.stringify(defaultConfig(), null, 2)}\n`
+      await writeFileAtomic(this.path, this.#text, { mode: 0o600 })
+    } else this.#text = text
+    this.#config = parseConfigText(this.#text)
+    this.#startConfig = this.#config
+    return this.#config
+  }
+
+  start(): void {
+    this.#watcher = watch(dirname(this.path), (_event, name) => {
+      if (name !== null && name !== basename(this.path)) return
+      clearTimeout(this.#timer)
+      this.#timer = setTimeout(() => void this.#reload(), WATCH_DEBOUNCE_MS)
+    })
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer)
+    this.#watcher?.close()
+  }
+
+  async #reload(): Promise<void> {
+    const text = await readConfigFile(this.path).catch(() => undefined)
+    if (text === undefined || text === this.#text) return
+    this.#text = text
+    try {
+      await this.#apply(parseConfigText(text))
+    } catch (err) {
+      if (err instanceof ConfigError) this.#init.onInvalid(err)
+      else throw err
+    }
+  }
+
+  /** Deep-merges `patch` into the file's config, validates, writes atomically and applies it. */
+  async update(patch: Record<string, unknown>): Promise<{ config: Config; restartRequired: string[] }> {
+    const current = JSON.parse(this.#text) as Record<string, unknown>
+    const merged = mergeConfig(current, patch)
+    const next = parseConfig(merged)
+    const text = `${JSON.stringify(merged, null, 2)}\n`
+    await writeFileAtomic(this.path, text, { mode: 0o600 })
+    this.#text = text
+    await this.#apply(next)
+    return { config: next, restartRequired: [...this.restartRequired] }
+  }
+
+  async #apply(next: Config): Promise<void> {
+    const previous = this.#config
+    this.#config = next
+    this.restartRequired.clear()
+    for (const field of restartRequiredChanges(this.#startConfig, next)) this.restartRequired.add(field)
+    await this.#init.onChange(next, previous, [...this.restartRequired])
+  }
+}
+
+async function readConfigFile(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+}
+
+/** Objects merge key by key; anything else (arrays included) replaces. */
+export function mergeConfig(
+  base: Record<string, unknown>,
+  patch: Record<string, unknown>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base }
+  for (const [key, value] of Object.entries(patch)) {
+    const current = out[key]
+    out[key] = isPlainObject(value) && isPlainObject(current) ? mergeConfig(current, value) : value
+  }
+  return out
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}

@@ -1,0 +1,16 @@
+/** Consecutive failures that open a provider's circuit breaker. @default 3 */
+export const BREAKER_FAILURE_THRESHOLD = 3
+/** How long an open breaker waits before letting one probe request through. @default 10_000 ms */
+export const BREAKER_COOLDOWN_MS = 10_000
+/** How long in-flight requests may run after a shutdown signal before they are cancelled. @default 10_000 ms */
+export const SHUTDOWN_GRACE_MS = 10_000
+/** Requests kept in memory for `request_history`. @default 1000 */
+export const REQUEST_HISTORY_SIZE = 1000
+/** How much of a response's end is kept to find its `usage`. @default 4096 bytes */
+export const USAGE_TAIL_BYTES = 4096
+/** Largest non-streaming response body held to answer it whole. @default 64 MiB */
+export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+/** Timeout of a provider health check or model discovery. @default 5000 ms */
+export const HEALTH_CHECK_TIMEOUT_MS = 5000
+/** Seconds a client is told to wait when the daemon is at its concurrency cap. @default 1 */
+export const RETRY_AFTER_SECONDS = 1

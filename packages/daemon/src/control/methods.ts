@@ -1,0 +1,175 @@
+import { performance } from 'node:perf_hooks'
+import {
+  type Config,
+  ConfigError,
+  exportIdentity,
+  generateIdentity,
+  InvalidRequestError,
+  NotFoundError,
+  ProviderConfigSchema,
+  parseConfig,
+  parseExportedIdentity,
+  saveIdentity,
+} from '@gate/core'
+import type { RpcHandlers } from '@gate/rpc'
+import type { ApiServer } from '../api/server.ts'
+import type { ConfigManager } from '../config-manager.ts'
+import type { Daemon } from '../daemon.ts'
+import { readLogTail } from '../log-file.ts'
+import { Provider } from '../providers/provider.ts'
+import type { ProviderRegistry } from '../providers/registry.ts'
+import type { RequestLog } from '../request-log.ts'
+
+const VERSION = '0.1.0'
+const REDACTED = '[redacted]'
+
+export interface MethodComponents {
+  daemon: Daemon
+  running: () => {
+    config: ConfigManager
+    providers: ProviderRegistry
+    requestLog: RequestLog
+    api: ApiServer
+  }
+}
+
+/** Secrets in a config (API keys) replaced by a marker: get_config never returns them unasked. */
+export function redactConfig(config: Config): Config {
+  return {
+    ...config,
+    providers: config.providers.map((p) => (p.api_key === undefined ? p : { ...p, api_key: REDACTED })),
+    security: { ...config.security, api_keys: config.security.api_keys.map(() => REDACTED) },
+  }
+}
+
+export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHandlers {
+  return {
+    node_status: async () => {
+      const { providers, api, config } = running()
+      const list = providers.list
+      return {
+        node_id: daemon.nodeId,
+        peer_id: daemon.identity.peerId,
+        version: VERSION,
+        uptime_s: Math.round(daemon.uptimeSeconds),
+        pid: process.pid,
+        http: daemon.runtime.http,
+        control: daemon.runtime.control,
+        providers: { total: list.length, healthy: list.filter((p) => p.healthy === true).length },
+        active_requests: api.active,
+        restart_required: [...config.restartRequired],
+      }
+    },
+    node_shutdown: async () => {
+      setImmediate(() => daemon.requestShutdown())
+      return { ok: true as const }
+    },
+    node_restart: async () => {
+      setImmediate(
+        () =>
+          void daemon.restart().catch((err) => daemon.events.emit('restart_failed', { error: String(err) })),
+      )
+      return { ok: true as const }
+    },
+    get_config: async ({ reveal_secrets }) => {
+      const config = running().config.config
+      return { config: reveal_secrets ? config : redactConfig(config), path: daemon.paths.config }
+    },
+    update_config: async ({ config }) => {
+      const result = await running().config.update(config)
+      return { config: redactConfig(result.config), restart_required: result.restartRequired }
+    },
+    validate_config: async ({ config }) => {
+      try {
+        parseConfig(config)
+        return { valid: true, errors: [] }
+      } catch (err) {
+        if (err instanceof ConfigError) return { valid: false, errors: err.issues }
+        throw err
+      }
+    },
+    list_providers: async () => ({ providers: running().providers.status() }),
+    add_provider: async (params) => {
+      const { config, providers } = running()
+      if (config.config.providers.some((p) => p.name === params.name)) {
+        throw new InvalidRequestError(`a provider named "${params.name}" already exists`, { param: 'name' })
+      }
+      const entry = ProviderConfigSchema.parse(params)
+      await config.update({ providers: [...config.config.providers, entry] })
+      const added = providers.get(entry.name)
+      if (!added) throw new NotFoundError(`provider "${entry.name}" was not added`)
+      await added.check()
+      return { provider: added.status() }
+    },
+    test_provider: async (params) => {
+      const { providers } = running()
+      let provider: Provider | undefined
+      let temporary = false
+      if (params.name !== undefined) {
+        provider = providers.get(params.name)
+        if (!provider) throw new NotFoundError(`no provider named "${params.name}"`, { param: 'name' })
+      } else {
+        provider = new Provider(ProviderConfigSchema.parse({ ...params, name: 'test' }))
+        temporary = true
+      }
+      const start = performance.now()
+      try {
+        await provider.check()
+        return {
+          ok: provider.healthy === true,
+          models: provider.models,
+          latency_ms: Math.round(performance.now() - start),
+          error: provider.lastError,
+        }
+      } finally {
+        if (temporary) await provider.stop()
+      }
+    },
+    get_metrics: async () => {
+      const { requestLog, api } = running()
+      let prompt = 0
+      let completion = 0
+      for (const u of requestLog.usage.values()) {
+        prompt += u.prompt_tokens
+        completion += u.completion_tokens
+      }
+      return {
+        uptime_s: Math.round(daemon.uptimeSeconds),
+        requests: {
+          total: requestLog.total,
+          by_status: Object.fromEntries([...requestLog.byStatus].map(([k, v]) => [String(k), v])),
+          by_route: Object.fromEntries(requestLog.byRoute),
+        },
+        active_requests: api.active,
+        tokens: { prompt, completion },
+        usage: Object.fromEntries(requestLog.usage),
+      }
+    },
+    get_logs: async ({ lines, level }) => ({
+      lines: await readLogTail(daemon.paths.daemonLog, { lines, level }),
+    }),
+    request_history: async ({ limit }) => ({ requests: running().requestLog.recent(limit) }),
+    generate_keypair: async ({ save }) => {
+      const identity = generateIdentity()
+      if (save) {
+        await saveIdentity({ ...daemon.keyStore, identity })
+        return { node_id: identity.nodeId, peer_id: identity.peerId, restart_required: ['identity'] }
+      }
+      return {
+        node_id: identity.nodeId,
+        peer_id: identity.peerId,
+        private_key: Buffer.from(identity.privateKey).toString('base64'),
+        restart_required: [],
+      }
+    },
+    export_identity: async () => ({ identity: exportIdentity(daemon.identity) }),
+    import_identity: async ({ identity: text }) => {
+      const identity = parseExportedIdentity(text)
+      await saveIdentity({ ...daemon.keyStore, identity })
+      return {
+        node_id: identity.nodeId,
+        restart_required: identity.nodeId === daemon.nodeId ? [] : ['identity'],
+      }
+    },
+  }
+}

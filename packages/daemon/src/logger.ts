@@ -1,0 +1,68 @@
+import { Writable } from 'node:stream'
+import type { LogLevel } from '@gate/core'
+import { type DestinationStream, type Logger, multistream, pino, destination as pinoDestination } from 'pino'
+import pretty from 'pino-pretty'
+
+export interface LoggerInit {
+  /** JSON lines go here (`logs/daemon.log`). */
+  file: string
+  level: LogLevel
+  /** Also print readable lines to stdout. */
+  terminal: boolean
+  /** Called with every log line as an object (for `/events`). */
+  onLine?: (line: Record<string, unknown>) => void
+}
+
+/** Anything that could carry a secret, wherever it appears in a log object. */
+const REDACT = [
+  'authorization',
+  'headers.authorization',
+  '*.authorization',
+  '*.headers.authorization',
+  'api_key',
+  '*.api_key',
+  'api_keys',
+  '*.api_keys',
+  'token',
+  '*.token',
+  'private_key',
+  '*.private_key',
+  'passphrase',
+  '*.passphrase',
+]
+
+export function createLogger(init: LoggerInit): { logger: Logger; close(): Promise<void> } {
+  const file = pinoDestination({ dest: init.file, mkdir: true, sync: false })
+  const streams: Array<{ stream: DestinationStream; level: LogLevel }> = [{ stream: file, level: 'trace' }]
+  if (init.terminal) {
+    streams.push({
+      stream: pretty({ destination: 1, colorize: process.stdout.isTTY, sync: true }),
+      level: 'trace',
+    })
+  }
+  const { onLine } = init
+  if (onLine) {
+    const stream = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        try {
+          onLine(JSON.parse(chunk.toString()))
+        } catch {}
+        callback()
+      },
+    })
+    streams.push({ stream, level: 'trace' })
+  }
+  const logger = pino(
+    { level: init.level, redact: { paths: REDACT, censor: '[redacted]' }, base: { pid: process.pid } },
+    multistream(streams),
+  )
+  return {
+    logger,
+    close: () =>
+      new Promise((resolve) => {
+        file.flushSync()
+        file.end()
+        file.once('close', () => resolve())
+      }),
+  }
+}

@@ -1,0 +1,167 @@
+import type { ProviderConfig, ProviderKind } from '@gate/core'
+import type { Dispatcher } from 'undici'
+import { Pool } from 'undici'
+import { HEALTH_CHECK_TIMEOUT_MS } from '../constants.ts'
+import { Breaker } from './breaker.ts'
+
+/** Turns any accepted provider URL into the base an OpenAI SDK would take (ending in `/v1`). */
+export function normalizeProviderUrl(url: string): string {
+  const u = new URL(url)
+  let path = u.pathname.replace(/\/+$/, '')
+  if (!path.endsWith('/v1')) path += '/v1'
+  return `${u.origin}${path}`
+}
+
+export interface ProviderStatus {
+  name: string
+  kind: ProviderKind
+  url: string
+  enabled: boolean
+  /** null until the first health check has answered. */
+  healthy: boolean | null
+  models: string[]
+  breaker: string
+  last_error: string | null
+  last_checked: string | null
+}
+
+/**
+ * One engine the daemon forwards to: a keep-alive connection pool, a health check on an
+ * interval that also refreshes the model list, and a circuit breaker.
+ */
+export class Provider {
+  readonly config: ProviderConfig
+  readonly baseUrl: string
+  /** Path prefix of the OpenAI API on the engine's origin, e.g. `/v1`. */
+  readonly basePath: string
+  readonly breaker = new Breaker()
+  readonly pool: Pool
+  healthy: boolean | null = null
+  models: string[]
+  lastError: string | null = null
+  lastChecked: Date | null = null
+  readonly #authorization: string | undefined
+  #timer: NodeJS.Timeout | undefined
+  #checking: Promise<void> | undefined
+  readonly #abort = new AbortController()
+
+  constructor(config: ProviderConfig) {
+    this.config = config
+    this.baseUrl = normalizeProviderUrl(config.url)
+    const url = new URL(this.baseUrl)
+    this.basePath = url.pathname
+    this.pool = new Pool(url.origin, { connections: 128, pipelining: 1, keepAliveTimeout: 30_000 })
+    this.models = config.models ?? []
+    this.#authorization = config.api_key ? `Bearer ${config.api_key}` : undefined
+  }
+
+  get name(): string {
+    return this.config.name
+  }
+
+  /** Whether a request for `model` may be sent here now. */
+  serves(model: string): boolean {
+    return this.healthy !== false && this.breaker.available && this.hasModel(model) !== undefined
+  }
+
+  /** The engine's own name for `model` (Ollama's `name` matches `name:latest`), if it has it. */
+  hasModel(model: string): string | undefined {
+    if (this.models.includes(model)) return model
+    if (!model.includes(':') && this.models.includes(`${model}:latest`)) return `${model}:latest`
+    return undefined
+  }
+
+  /** Adds the provider's API key, when it has one, to headers bound upstream. */
+  authorize(headers: Record<string, string | string[]>): void {
+    if (this.#authorization) headers.authorization = this.#authorization
+  }
+
+  start(): void {
+    void this.check()
+    this.#timer = setInterval(() => void this.check(), this.config.health_check_interval * 1000)
+    this.#timer.unref()
+  }
+
+  /** Stops health checks; `graceful` lets requests in flight finish, else they are cancelled. */
+  async stop({ graceful = false } = {}): Promise<void> {
+    clearInterval(this.#timer)
+    this.#abort.abort()
+    await this.#checking
+    await (graceful ? this.pool.close() : this.pool.destroy())
+  }
+
+  /** Health check and model discovery in one: the engine is healthy when it lists its models. */
+  check(): Promise<void> {
+    this.#checking ??= this.#check().finally(() => {
+      this.#checking = undefined
+    })
+    return this.#checking
+  }
+
+  async #check(): Promise<void> {
+    try {
+      const models = await this.#discoverModels()
+      this.models = this.config.models ?? models
+      this.healthy = true
+      this.lastError = null
+    } catch (err) {
+      if (this.#abort.signal.aborted) return
+      this.healthy = false
+      this.lastError = describeError(err)
+    } finally {
+      this.lastChecked = new Date()
+    }
+  }
+
+  async #discoverModels(): Promise<string[]> {
+    if (this.config.kind === 'ollama') {
+      const tags = (await this.#getJson(`${this.basePath.slice(0, -'/v1'.length)}/api/tags`)) as {
+        models?: Array<{ name?: unknown }>
+      }
+      if (!Array.isArray(tags.models)) throw new Error('unexpected /api/tags answer')
+      return tags.models.map((m) => m.name).filter((n): n is string => typeof n === 'string')
+    }
+    const list = (await this.#getJson(`${this.basePath}/models`)) as { data?: Array<{ id?: unknown }> }
+    if (!Array.isArray(list.data)) throw new Error('unexpected /models answer')
+    return list.data.map((m) => m.id).filter((id): id is string => typeof id === 'string')
+  }
+
+  async #getJson(path: string): Promise<unknown> {
+    const headers: Record<string, string> = { accept: 'application/json' }
+    this.authorize(headers)
+    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(HEALTH_CHECK_TIMEOUT_MS)])
+    const res = await this.pool.request({ method: 'GET', path, headers, signal })
+    if (res.statusCode !== 200) {
+      await res.body.dump()
+      throw new Error(`GET ${path} answered ${res.statusCode}`)
+    }
+    return res.body.json()
+  }
+
+  status(): ProviderStatus {
+    return {
+      name: this.name,
+      kind: this.config.kind,
+      url: this.baseUrl,
+      enabled: this.config.enabled,
+      healthy: this.healthy,
+      models: this.models,
+      breaker: this.breaker.state,
+      last_error: this.lastError,
+      last_checked: this.lastChecked?.toISOString() ?? null,
+    }
+  }
+
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
+    this.pool.dispatch(options, handler)
+  }
+}
+
+export function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = (err as { cause?: unknown }).cause
+    const code = (err as { code?: unknown }).code ?? (cause as { code?: unknown } | undefined)?.code
+    return typeof code === 'string' ? `${err.message} (${code})` : err.message
+  }
+  return String(err)
+}

@@ -1,0 +1,72 @@
+import { createWriteStream, type WriteStream } from 'node:fs'
+import type { Usage } from './api/usage.ts'
+import { REQUEST_HISTORY_SIZE } from './constants.ts'
+
+/** One line of `logs/requests.jsonl` and one entry of `request_history`. */
+export interface RequestRecord {
+  id: string
+  time: string
+  method: string
+  route: string
+  model: string | null
+  /** Node ID of the node that served the request. */
+  node: string | null
+  provider: string | null
+  status: number
+  latency_ms: number
+  stream: boolean
+  /** Who asked: `local`, or `key:<fingerprint>` for an API key. */
+  consumer: string
+  usage: Usage | null
+  error: string | null
+}
+
+export interface UsageTotals {
+  requests: number
+  prompt_tokens: number
+  completion_tokens: number
+}
+
+/**
+ * Appends one JSON line per finished request to `requests.jsonl`, keeps the latest in memory for
+ * `request_history`, and adds up usage per consumer.
+ */
+export class RequestLog {
+  readonly #file: WriteStream
+  readonly #recent: RequestRecord[] = []
+  readonly usage = new Map<string, UsageTotals>()
+  total = 0
+  readonly byStatus = new Map<number, number>()
+  readonly byRoute = new Map<string, number>()
+
+  constructor(path: string) {
+    this.#file = createWriteStream(path, { flags: 'a', mode: 0o600 })
+    this.#file.on('error', () => {})
+  }
+
+  add(record: RequestRecord): void {
+    this.#file.write(`${JSON.stringify(record)}\n`)
+    this.#recent.push(record)
+    if (this.#recent.length > REQUEST_HISTORY_SIZE) this.#recent.shift()
+    this.total++
+    this.byStatus.set(record.status, (this.byStatus.get(record.status) ?? 0) + 1)
+    this.byRoute.set(record.route, (this.byRoute.get(record.route) ?? 0) + 1)
+    let totals = this.usage.get(record.consumer)
+    if (!totals) {
+      totals = { requests: 0, prompt_tokens: 0, completion_tokens: 0 }
+      this.usage.set(record.consumer, totals)
+    }
+    totals.requests++
+    totals.prompt_tokens += record.usage?.prompt_tokens ?? 0
+    totals.completion_tokens += record.usage?.completion_tokens ?? 0
+  }
+
+  /** The latest `limit` records, newest first. */
+  recent(limit: number): RequestRecord[] {
+    return this.#recent.slice(-limit).reverse()
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => this.#file.end(resolve))
+  }
+}

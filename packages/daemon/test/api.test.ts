@@ -1,0 +1,378 @@
+import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import { request as httpRequest } from 'node:http'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import OpenAI from 'openai'
+import { providerFor, startTestDaemon } from './utils/daemon.ts'
+import { replyText, startFakeEngine } from './utils/fake-engine.ts'
+import { waitFor } from './utils/wait.ts'
+
+const chat = (content: string) => ({ model: 'llama3.2:1b', messages: [{ role: 'user' as const, content }] })
+
+/** A raw HTTP request, for what the SDK cannot send (bad JSON, foreign Host headers). */
+function raw(
+  url: string,
+  options: { method?: string; path: string; headers?: Record<string, string>; body?: string | Buffer },
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      `${url}${options.path}`,
+      { method: options.method ?? 'GET', headers: options.headers },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (c) => {
+          body += c
+        })
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
+      },
+    )
+    req.on('error', reject)
+    req.end(options.body)
+  })
+}
+
+describe('local API', () => {
+  it('forwards chat completions unchanged and names the request and the node', async () => {
+    await using engine = await startFakeEngine()
+    await using gate = await startTestDaemon({ providers: [providerFor('a', engine)] })
+    const { data, response } = await gate.client.chat.completions.create(chat('hello there')).withResponse()
+    assert.equal(data.choices[0]?.message.content, replyText('hello there'))
+    assert.match(response.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/)
+    assert.equal(response.headers.get('x-gate-node'), gate.daemon.nodeId)
+    const sent = engine.requests.find((r) => r.path === '/v1/chat/completions')
+    assert.deepEqual(JSON.parse(sent?.body ?? '{}'), chat('hello there'))
+    assert.equal(sent?.headers.authorization, undefined, "the client's key is not sent to a keyless engine")
+  })
+
+  it('streams chunk by chunk, ends with [DONE], and counts the usage chunk', async () => {
+    await using engine = await startFakeEngine({ chunks: 6, chunkDelayMs: 30 })
+    await using gate = await startTestDaemon({ providers: [providerFor('a', engine)] })
+    const stream = await gate.client.chat.completions.create({
+      ...chat('one two three'),
+      stream: true,
+      stream_options: { include_usage: true },
+    })
+    const arrivals: number[] = []
+    let text = ''
+    let usage: OpenAI.CompletionUsage | undefined
+    for await (const chunk of stream) {
+      arrivals.push(performance.now())
+      text += chunk.choices[0]?.delta.content ?? ''
+      if (chunk.usage) usage = chunk.usage
+    }
+    assert.equal(text, replyText('one two three'))
+    assert.ok(arrivals.length >= 8, `got ${arrivals.length} chunks`)
+    const spread = (arrivals.at(-1) as number) - (arrivals[0] as number)
+    assert.ok(spread >= 150, `chunks arrived over ${spread} ms: they were buffered, not streamed`)
+    assert.equal(usage?.completion_tokens, 6)
+    await waitFor(() => gate.daemon.metrics !== undefined)
+    const log = await waitForLog(gate.home, 1)
+    assert.equal(log[0]?.stream, true)
+    assert.deepEqual(log[0]?.usage, { prompt_tokens: 3, completion_tokens: 6, total_tokens: 9 })
+  })
+
+  it('passes completions, embeddings and responses through', async () => {
+    await using engine = await startFakeEngine()
+    await using gate = await startTestDaemon({ providers: [providerFor('a', engine)] })
+    const completion = await gate.client.completions.create({ model: 'llama3.2:1b', prompt: 'say this' })
+    assert.equal(completion.choices[0]?.text, replyText('say this'))
+    const embedding = await gate.client.embeddings.create({ model: 'llama3.2:1b', input: 'vector me' })
+    assert.equal(embedding.data[0]?.embedding.length, 8)
+    const response = await gate.client.responses.create({ model: 'llama3.2:1b', input: 'respond' })
+    assert.equal(response.output_text, replyText('respond'))
+  })
+
+  it('lists models once with served_by, and answers unknown ones with 404', async () => {
+    await using a = await startFakeEngine({ models: ['m1', 'shared'] })
+    await using b = await startFakeEngine({ models: ['m2', 'shared'] })
+    await using gate = await startTestDaemon({ providers: [providerFor('a', a), providerFor('b', b)] })
+    const models = await gate.client.models.list()
+    const ids = models.data.map((m) => m.id).sort()
+    assert.deepEqual(ids, ['m1', 'm2', 'shared'])
+    for (const m of models.data)
+      assert.deepEqual((m as unknown as { served_by: string[] }).served_by, [gate.daemon.nodeId])
+    const one = await gate.client.models.retrieve('m2')
+    assert.equal(one.id, 'm2')
+    await assert.rejects(gate.client.models.retrieve('nope'), OpenAI.NotFoundError)
+    await assert.rejects(
+      gate.client.chat.completions.create({ ...chat('x'), model: 'nope' }),
+      (err: unknown) => err instanceof OpenAI.NotFoundError && /nope/.test(err.message),
+    )
+  })
+
+  it('answers bad input with OpenAI error bodies and keeps serving', async () => {
+    await using engine = await startFakeEngine()
+    await using gate = await startTestDaemon({
+      providers: [providerFor('a', engine)],
+      security: { max_body_bytes: 1024 },
+    })
+    const post = (body: string | Buffer) =>
+      raw(gate.url, {
+        method: 'POST',
+        path: '/v1/chat/completions',
+        headers: { 'content-type': 'application/json' },
+        body,
+      })
+    const badJson = await post('{"model": ')
+    assert.equal(badJson.status, 400)
+    assert.equal(JSON.parse(badJson.body).error.type, 'invalid_request_error')
+    assert.ok(badJson.headers['x-request-id'])
+    const noModel = await post('{"messages": []}')
+    assert.equal(noModel.status, 400)
+    assert.equal(JSON.parse(noModel.body).error.param, 'model')
+    const big = await post(JSON.stringify({ ...chat('x'.repeat(2000)) }))
+    assert.equal(big.status, 413)
+    assert.ok(big.headers['x-request-id'])
+    const unknownRoute = await raw(gate.url, { path: '/v1/nothing' })
+    assert.equal(unknownRoute.status, 404)
+    const health = await raw(gate.url, { path: '/health' })
+    assert.equal(JSON.parse(health.body).status, 'ok')
+    const after = await gate.client.chat.completions.create(chat('still here'))
+    assert.equal(after.choices[0]?.message.content, replyText('still here'))
+    assert.equal(
+      engine.requests.filter((r) => r.method === 'POST').length,
+      1,
+      'no bad request reached the engine',
+    )
+  })
+
+  it('refuses foreign Host and Origin headers (DNS rebinding, CSRF) and allows loopback origins', async () => {
+    await using engine = await startFakeEngine()
+    await using gate = await startTestDaemon({ providers: [providerFor('a', engine)] })
+    const rebound = await raw(gate.url, { path: '/v1/models', headers: { host: 'evil.example:31145' } })
+    assert.equal(rebound.status, 403)
+    assert.equal(JSON.parse(rebound.body).error.type, 'permission_error')
+    const csrf = await raw(gate.url, {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { origin: 'https://evil.example', 'content-type': 'application/json' },
+      body: JSON.stringify(chat('x')),
+    })
+    assert.equal(csrf.status, 403)
+    const local = await raw(gate.url, { path: '/v1/models', headers: { origin: 'http://localhost:3000' } })
+    assert.equal(local.status, 200)
+    assert.equal(local.headers['access-control-allow-origin'], 'http://localhost:3000')
+    assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 0)
+  })
+
+  it('answers 429 with Retry-After at the concurrency cap', async () => {
+    await using engine = await startFakeEngine()
+    await using gate = await startTestDaemon({
+      providers: [providerFor('a', engine)],
+      security: { max_concurrent_requests: 1 },
+    })
+    engine.fail = 'hang'
+    const controller = new AbortController()
+    const first = gate.client.chat.completions
+      .create(chat('slow'), { signal: controller.signal })
+      .catch(() => {})
+    await waitFor(() => engine.requests.some((r) => r.method === 'POST'))
+    const second = await raw(gate.url, {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(chat('fast')),
+    })
+    assert.equal(second.status, 429)
+    assert.equal(second.headers['retry-after'], '1')
+    assert.equal(JSON.parse(second.body).error.type, 'rate_limit_error')
+    controller.abort()
+    await first
+    await waitFor(() => engine.aborted === 1, { label: 'the engine saw the abort' })
+  })
+
+  it('requires an API key for relayed requests (401) and accepts a configured one', async () => {
+    await using engine = await startFakeEngine()
+    await using gate = await startTestDaemon({
+      providers: [providerFor('a', engine)],
+      security: { api_keys: ['sk-relay-1'] },
+    })
+    const { createServer } = await import('node:http')
+    const relayed = createServer((req, res) => gate.daemon.handle(req, res, 'relay'))
+    await new Promise<void>((resolve) => relayed.listen(0, '127.0.0.1', resolve))
+    try {
+      const url = `http://127.0.0.1:${(relayed.address() as { port: number }).port}/v1`
+      const noKey = new OpenAI({ baseURL: url, apiKey: 'wrong', maxRetries: 0 })
+      await assert.rejects(noKey.chat.completions.create(chat('x')), OpenAI.AuthenticationError)
+      const withKey = new OpenAI({ baseURL: url, apiKey: 'sk-relay-1', maxRetries: 0 })
+      const reply = await withKey.chat.completions.create(chat('keyed'))
+      assert.equal(reply.choices[0]?.message.content, replyText('keyed'))
+      const log = await waitForLog(gate.home, 2)
+      assert.match(String(log[1]?.consumer), /^key:[0-9a-f]{12}$/)
+      const files =
+        (await readFile(join(gate.home, 'logs', 'requests.jsonl'), 'utf8')) +
+        (await readFile(join(gate.home, 'logs', 'daemon.log'), 'utf8'))
+      assert.ok(!files.includes('sk-relay-1'), 'the API key is never logged')
+    } finally {
+      relayed.closeAllConnections()
+      await new Promise((resolve) => relayed.close(resolve))
+    }
+  })
+})
+
+describe('providers and failure', () => {
+  it('sends the provider API key upstream and fails over from a failing provider', async () => {
+    await using bad = await startFakeEngine()
+    await using good = await startFakeEngine({ apiKey: 'sk-upstream' })
+    await using gate = await startTestDaemon({
+      providers: [providerFor('bad', bad), providerFor('good', good, { api_key: 'sk-upstream' })],
+    })
+    bad.fail = 'status500'
+    const reply = await gate.client.chat.completions.create(chat('failover'))
+    assert.equal(reply.choices[0]?.message.content, replyText('failover'))
+    assert.equal(bad.requests.filter((r) => r.method === 'POST').length, 1)
+    bad.fail = 'close-before-headers'
+    const again = await gate.client.chat.completions.create(chat('again'))
+    assert.equal(again.choices[0]?.message.content, replyText('again'))
+    const log = await readFile(join(gate.home, 'logs', 'daemon.log'), 'utf8')
+    assert.ok(!log.includes('sk-upstream'))
+  })
+
+  it('answers 503 when no provider of the model is healthy, 502 when the engine dies mid-body, 504 when it hangs', async () => {
+    const engine = await startFakeEngine()
+    const deadUrl = engine.url
+    await engine.stop()
+    await using hanging = await startFakeEngine({ models: ['slow'] })
+    await using dying = await startFakeEngine({ models: ['dying'] })
+    await using gate = await startTestDaemon({
+      providers: [
+        providerFor('dead', { url: deadUrl }, { models: ['llama3.2:1b'] }),
+        providerFor('hanging', hanging),
+        providerFor('dying', dying),
+      ],
+      security: { request_timeout: 0.5 },
+    })
+    await assert.rejects(
+      gate.client.chat.completions.create(chat('x')),
+      (err: unknown) => err instanceof OpenAI.APIError && err.status === 503,
+    )
+    hanging.fail = 'hang'
+    await assert.rejects(
+      gate.client.chat.completions.create({ ...chat('x'), model: 'slow' }),
+      (err: unknown) => err instanceof OpenAI.APIError && err.status === 504,
+    )
+    dying.fail = 'close-mid-stream'
+    await assert.rejects(
+      gate.client.chat.completions.create({ ...chat('x'), model: 'dying' }),
+      (err: unknown) => err instanceof OpenAI.APIError && err.status === 502,
+    )
+  })
+
+  it('ends a stream whose engine dies with an SSE error event and no [DONE]', async () => {
+    await using engine = await startFakeEngine({ chunks: 10, chunkDelayMs: 10 })
+    await using gate = await startTestDaemon({ providers: [providerFor('a', engine)] })
+    engine.fail = 'close-mid-stream'
+    const res = await fetch(`${gate.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...chat('x'), stream: true }),
+    })
+    assert.equal(res.status, 200)
+    const text = await res.text()
+    assert.match(text, /^data: \{"id"/)
+    assert.match(
+      text,
+      /data: \{"error":\{"message":"a failed: [^"]+","type":"api_error","code":"upstream_error"/,
+    )
+    assert.ok(!text.includes('[DONE]'))
+  })
+
+  it('aborts the engine request when the client goes away mid-stream', async () => {
+    await using engine = await startFakeEngine({ chunks: 50, chunkDelayMs: 50 })
+    await using gate = await startTestDaemon({ providers: [providerFor('a', engine)] })
+    const stream = await gate.client.chat.completions.create({ ...chat('x'), stream: true })
+    let seen = 0
+    for await (const _ of stream) if (++seen === 3) break
+    assert.equal(seen, 3)
+    await waitFor(() => engine.aborted === 1, { label: 'engine saw the abort' })
+    const log = await waitForLog(gate.home, 1)
+    assert.equal(log[0]?.status, 499)
+  })
+
+  it('opens the breaker after repeated failures (503) without calling the engine', async () => {
+    await using engine = await startFakeEngine()
+    await using gate = await startTestDaemon({ providers: [providerFor('a', engine)] })
+    engine.fail = 'status500'
+    for (let i = 0; i < 3; i++) {
+      await assert.rejects(
+        gate.client.chat.completions.create(chat('x')),
+        (e: unknown) => e instanceof OpenAI.APIError && e.status === 500,
+      )
+    }
+    const calls = engine.requests.length
+    await assert.rejects(
+      gate.client.chat.completions.create(chat('x')),
+      (err: unknown) => err instanceof OpenAI.APIError && err.status === 503,
+    )
+    assert.equal(engine.requests.length, calls)
+  })
+
+  it('applies a changed config.json live: new provider, new key, bad file rejected', async () => {
+    await using a = await startFakeEngine({ models: ['first'] })
+    await using b = await startFakeEngine({ models: ['second'] })
+    await using gate = await startTestDaemon({ providers: [providerFor('a', a)] })
+    const events: Array<{ type: string; data: unknown }> = []
+    const unsubscribe = gate.daemon.events.subscribe((e) => events.push(e))
+    const path = join(gate.home, 'config.json')
+    const config = JSON.parse(await readFile(path, 'utf8'))
+    const { writeFileAtomic } = await import('@gate/core')
+    await writeFileAtomic(path, '{"network": {"http_port": "abc"}}')
+    await waitFor(() => events.some((e) => e.type === 'config_error'))
+    assert.match(
+      JSON.stringify(events.find((e) => e.type === 'config_error')?.data),
+      /network.http_port: expected integer/,
+    )
+    assert.equal((await gate.client.chat.completions.create({ ...chat('x'), model: 'first' })).model, 'first')
+    config.providers.push(providerFor('b', b))
+    config.network.control_port = 1
+    await writeFileAtomic(path, JSON.stringify(config))
+    await waitFor(() => events.some((e) => e.type === 'config_changed'))
+    const changed = events.find((e) => e.type === 'config_changed')?.data as { restart_required: string[] }
+    assert.deepEqual(changed.restart_required, ['network.control_port'])
+    const reply = await gate.client.chat.completions.create({ ...chat('y'), model: 'second' })
+    assert.equal(reply.choices[0]?.message.content, replyText('y'))
+    unsubscribe()
+  })
+
+  it('on stop lets a stream in flight finish, then cancels what outlives the grace period', async () => {
+    await using engine = await startFakeEngine({ chunks: 5, chunkDelayMs: 40 })
+    await using hang = await startFakeEngine({ models: ['hang'] })
+    const gate = await startTestDaemon(
+      { providers: [providerFor('a', engine), providerFor('h', hang)] },
+      { shutdownGraceMs: 800 },
+    )
+    hang.fail = 'hang'
+    const stream = await gate.client.chat.completions.create({ ...chat('bye'), stream: true })
+    const hung = gate.client.chat.completions.create({ ...chat('x'), model: 'hang' }).then(
+      () => 'answered',
+      () => 'cancelled',
+    )
+    await waitFor(() => hang.requests.some((r) => r.method === 'POST'))
+    const stopping = gate[Symbol.asyncDispose]()
+    let text = ''
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? ''
+    assert.equal(text, replyText('bye'), 'the stream in flight finished')
+    assert.equal(await hung, 'cancelled')
+    await stopping
+    await waitFor(() => hang.aborted === 1, { label: 'the hanging engine request was aborted' })
+    await assert.rejects(fetch(`${gate.url}/health`))
+  })
+})
+
+async function waitForLog(home: string, count: number): Promise<Array<Record<string, unknown>>> {
+  let lines: Array<Record<string, unknown>> = []
+  await waitFor(
+    async () => {
+      const text = await readFile(join(home, 'logs', 'requests.jsonl'), 'utf8').catch(() => '')
+      lines = text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l))
+      return lines.length >= count
+    },
+    { label: `${count} lines in requests.jsonl` },
+  )
+  return lines
+}

@@ -1,0 +1,192 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { createRpcClient, RpcError } from '@gate/rpc'
+import { providerFor, startTestDaemon, type TestDaemon } from './utils/daemon.ts'
+import { startFakeEngine } from './utils/fake-engine.ts'
+import { waitFor } from './utils/wait.ts'
+
+function rpc(gate: TestDaemon) {
+  return createRpcClient({ url: gate.controlUrl, token: gate.token })
+}
+
+async function post(gate: TestDaemon, body: string, headers: Record<string, string> = {}) {
+  const res = await fetch(`${gate.controlUrl}/rpc`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${gate.token}`, 'content-type': 'application/json', ...headers },
+    body,
+  })
+  return { status: res.status, body: res.status === 204 ? null : await res.json() }
+}
+
+describe('control port', () => {
+  it('requires the control token and refuses foreign Hosts and Origins', async () => {
+    await using gate = await startTestDaemon()
+    const call = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'node_status' })
+    const noToken = await fetch(`${gate.controlUrl}/rpc`, { method: 'POST', body: call })
+    assert.equal(noToken.status, 401)
+    assert.equal((await noToken.json()).error.code, -32001)
+    const wrong = await post(gate, call, { authorization: 'Bearer nope' })
+    assert.equal(wrong.status, 401)
+    const events = await fetch(`${gate.controlUrl}/events`)
+    assert.equal(events.status, 401)
+    await events.body?.cancel()
+    const origin = await post(gate, call, { origin: 'https://evil.example' })
+    assert.equal(origin.status, 403)
+    const { request } = await import('node:http')
+    const status = await new Promise<number>((resolve, reject) => {
+      request(`${gate.controlUrl}/rpc`, { method: 'POST', headers: { host: 'evil.example' } }, (res) => {
+        res.resume()
+        resolve(res.statusCode ?? 0)
+      })
+        .on('error', reject)
+        .end(call)
+    })
+    assert.equal(status, 403)
+    const ok = await post(gate, call)
+    assert.equal(ok.body.result.node_id, gate.daemon.nodeId)
+  })
+
+  it('answers malformed, unknown and invalid calls with JSON-RPC errors', async () => {
+    await using gate = await startTestDaemon()
+    assert.equal((await post(gate, '{not json')).body.error.code, -32700)
+    assert.equal(
+      (await post(gate, JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'nope' }))).body.error.code,
+      -32601,
+    )
+    const bad = await post(
+      gate,
+      JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'get_logs', params: { lines: 0 } }),
+    )
+    assert.equal(bad.body.error.code, -32602)
+    assert.match(bad.body.error.message, /lines/)
+    const huge = await post(
+      gate,
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 3,
+        method: 'validate_config',
+        params: { config: 'x'.repeat(2 * 1024 * 1024) },
+      }),
+    )
+    assert.equal(huge.status, 413)
+    assert.equal(
+      (await post(gate, JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'node_status' }))).status,
+      200,
+    )
+  })
+
+  it('shows, validates and updates the config, never returning secrets unasked', async () => {
+    await using engine = await startFakeEngine()
+    await using gate = await startTestDaemon({
+      providers: [providerFor('a', engine, { api_key: 'sk-secret-upstream' })],
+      security: { api_keys: ['sk-secret-key'] },
+    })
+    const client = rpc(gate)
+    const shown = await client.call('get_config')
+    assert.ok(!JSON.stringify(shown).includes('sk-secret'), 'secrets redacted')
+    const revealed = await client.call('get_config', { reveal_secrets: true })
+    assert.ok(JSON.stringify(revealed).includes('sk-secret-upstream'))
+    const invalid = await client.call('validate_config', { config: { network: { http_port: 'abc' } } })
+    assert.deepEqual(invalid, {
+      valid: false,
+      errors: ['network.http_port: expected integer 0–65535, got "abc"'],
+    })
+    assert.deepEqual(await client.call('validate_config', { config: {} }), { valid: true, errors: [] })
+    const updated = await client.call('update_config', {
+      config: { security: { max_concurrent_requests: 7 } },
+    })
+    assert.deepEqual(updated.restart_required, [])
+    assert.equal(gate.daemon.config.security.max_concurrent_requests, 7)
+    assert.deepEqual(gate.daemon.config.security.api_keys, ['sk-secret-key'], 'merge keeps other fields')
+    await assert.rejects(
+      client.call('update_config', { config: { network: { http_port: -1 } } }),
+      (err: unknown) =>
+        err instanceof RpcError && err.code === -32602 && /network.http_port/.test(err.message),
+    )
+    const moved = await client.call('update_config', { config: { network: { http_port: 1 } } })
+    assert.deepEqual(moved.restart_required, ['network.http_port'])
+    assert.deepEqual((await client.call('node_status')).restart_required, ['network.http_port'])
+  })
+
+  it('adds and tests providers', async () => {
+    await using engine = await startFakeEngine({ kind: 'ollama', models: ['qwen:0.5b'] })
+    await using gate = await startTestDaemon()
+    const client = rpc(gate)
+    assert.deepEqual((await client.call('list_providers')).providers, [])
+    const tried = await client.call('test_provider', { kind: 'ollama', url: engine.url })
+    assert.equal(tried.ok, true)
+    assert.deepEqual(tried.models, ['qwen:0.5b'])
+    const down = await client.call('test_provider', { kind: 'openai', url: 'http://127.0.0.1:9' })
+    assert.equal(down.ok, false)
+    assert.ok(down.error)
+    const added = await client.call('add_provider', { name: 'local', kind: 'ollama', url: engine.url })
+    assert.equal(added.provider.healthy, true)
+    assert.equal(added.provider.url, `${engine.url}/v1`)
+    await assert.rejects(
+      client.call('add_provider', { name: 'local', kind: 'ollama', url: engine.url }),
+      RpcError,
+    )
+    const reply = await gate.client.chat.completions.create({
+      model: 'qwen:0.5b',
+      messages: [{ role: 'user', content: 'hi' }],
+    })
+    assert.equal(reply.model, 'qwen:0.5b')
+    const listed = await client.call('list_providers')
+    assert.equal(listed.providers[0]?.breaker, 'closed')
+  })
+
+  it('reports metrics, history, logs and events', async () => {
+    await using engine = await startFakeEngine()
+    await using gate = await startTestDaemon({ providers: [providerFor('a', engine)] })
+    const client = rpc(gate)
+    const controller = new AbortController()
+    const seen: Array<{ event: string; data: unknown }> = []
+    const listening = (async () => {
+      for await (const e of client.events({ signal: controller.signal })) seen.push(e)
+    })().catch(() => {})
+    await waitFor(() => seen.some((e) => e.event === 'hello'))
+    await gate.client.chat.completions.create({
+      model: 'llama3.2:1b',
+      messages: [{ role: 'user', content: 'count me' }],
+    })
+    await waitFor(() => seen.some((e) => e.event === 'request'))
+    controller.abort()
+    await listening
+    const metrics = await client.call('get_metrics')
+    assert.equal(metrics.requests.total, 1)
+    assert.equal(metrics.requests.by_status['200'], 1)
+    assert.deepEqual(metrics.usage.local, { requests: 1, prompt_tokens: 2, completion_tokens: 5 })
+    const history = await client.call('request_history', { limit: 5 })
+    assert.equal(history.requests[0]?.model, 'llama3.2:1b')
+    assert.equal(history.requests[0]?.provider, 'a')
+    const logs = await client.call('get_logs', { lines: 50, level: 'info' })
+    assert.ok(logs.lines.some((l) => String(l.msg).startsWith('gate daemon ready')))
+    const prom = await (await fetch(`${gate.controlUrl}/metrics`)).text()
+    assert.match(prom, /gate_requests_total\{route="\/v1\/chat\/completions",status="200"\} 1/)
+    assert.match(prom, /gate_provider_up\{provider="a"\} 1/)
+  })
+
+  it('generates, exports and imports identities', async () => {
+    await using gate = await startTestDaemon()
+    const client = rpc(gate)
+    const fresh = await client.call('generate_keypair')
+    assert.equal(fresh.node_id.length, 52)
+    assert.ok(fresh.private_key)
+    const { identity } = await client.call('export_identity')
+    assert.equal(JSON.parse(identity).node_id, gate.daemon.nodeId)
+    const same = await client.call('import_identity', { identity })
+    assert.deepEqual(same, { node_id: gate.daemon.nodeId, restart_required: [] })
+    await assert.rejects(client.call('import_identity', { identity: '{"node_id": "x"}' }), RpcError)
+    const saved = await client.call('generate_keypair', { save: true })
+    assert.equal(saved.private_key, undefined, 'a saved key is not returned')
+    assert.deepEqual(saved.restart_required, ['identity'])
+    await client.call('node_restart')
+    await waitFor(async () => {
+      try {
+        return gate.daemon.nodeId === saved.node_id
+      } catch {
+        return false
+      }
+    })
+  })
+})

@@ -1,0 +1,144 @@
+/**
+ * The control port's methods: each one's params schema (validated by the server) and result type.
+ * To add a method, add its schema to `METHODS` and its result to `MethodResults`; the compiler
+ * then asks every `RpcHandlers` object for a handler.
+ */
+
+import type { ProviderKind } from '@gate/core'
+import { LOG_LEVELS, ProviderConfigSchema } from '@gate/core'
+import { z } from 'zod'
+
+const none = z.strictObject({})
+const nonEmpty = z.string({ error: 'expected a non-empty string' }).min(1)
+const flag = z.boolean({ error: 'expected true or false' })
+const intRange = (min: number, max: number) =>
+  z
+    .int({ error: `expected integer ${min}–${max}` })
+    .min(min)
+    .max(max)
+const provider = ProviderConfigSchema.shape
+
+/** Params schema of every method. Params may be omitted (treated as `{}`); only named params. */
+export const METHODS = {
+  node_status: none,
+  node_shutdown: none,
+  node_restart: none,
+
+  get_config: z.strictObject({ reveal_secrets: flag.optional() }),
+  update_config: z.strictObject({
+    /** A partial config, deep-merged into the current one. */
+    config: z.record(z.string(), z.unknown(), { error: 'expected an object (a partial config)' }),
+  }),
+  validate_config: z.strictObject({
+    config: z
+      .unknown()
+      .refine((value) => value !== undefined, { error: 'expected the config object to check' }),
+  }),
+
+  list_providers: none,
+  add_provider: ProviderConfigSchema,
+  test_provider: z
+    .strictObject({
+      name: nonEmpty.optional(),
+      kind: provider.kind.optional(),
+      url: provider.url.optional(),
+      api_key: provider.api_key,
+    })
+    .refine((p) => p.name !== undefined || (p.kind !== undefined && p.url !== undefined), {
+      error: 'expected "name" of a configured provider, or "kind" and "url" of a new one',
+    }),
+
+  get_metrics: none,
+  get_logs: z.strictObject({
+    lines: intRange(1, 10_000).default(200),
+    level: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).optional(),
+  }),
+  request_history: z.strictObject({ limit: intRange(1, 1000).default(100) }),
+
+  generate_keypair: z.strictObject({ save: flag.optional() }),
+  export_identity: none,
+  import_identity: z.strictObject({ identity: nonEmpty }),
+} as const satisfies { [M in keyof MethodResults]: z.ZodType }
+
+export type MethodName = keyof typeof METHODS
+/** What a caller passes (defaults not yet applied). */
+export type MethodParams<M extends MethodName> = z.input<(typeof METHODS)[M]>
+/** What a handler receives: validated params with defaults applied. */
+export type HandlerParams<M extends MethodName> = z.output<(typeof METHODS)[M]>
+export type MethodResult<M extends MethodName> = MethodResults[M]
+
+export interface ProviderStatus {
+  name: string
+  kind: ProviderKind
+  url: string
+  enabled: boolean
+  /** `null` until the first health check has run. */
+  healthy: boolean | null
+  models: string[]
+  /** Circuit breaker state: `closed`, `open` or `half_open`. */
+  breaker: string
+  last_error: string | null
+  /** ISO 8601 time of the last health check. */
+  last_checked: string | null
+}
+
+/** One line of `requests.jsonl`. */
+export interface RequestRecord {
+  id: string
+  /** ISO 8601. */
+  time: string
+  method: string
+  route: string
+  model: string | null
+  /** Node ID that served the request. */
+  node: string | null
+  provider: string | null
+  status: number
+  latency_ms: number
+  stream: boolean
+  consumer: string
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null
+  error: string | null
+}
+
+export interface NodeStatus {
+  node_id: string
+  peer_id: string
+  version: string
+  uptime_s: number
+  pid: number
+  http: { host: string; port: number }
+  control: { host: string; port: number }
+  providers: { total: number; healthy: number }
+  active_requests: number
+  restart_required: string[]
+}
+
+export interface MetricsSnapshot {
+  uptime_s: number
+  requests: { total: number; by_status: Record<string, number>; by_route: Record<string, number> }
+  active_requests: number
+  tokens: { prompt: number; completion: number }
+  /** Per consumer. */
+  usage: Record<string, { requests: number; prompt_tokens: number; completion_tokens: number }>
+}
+
+/** Result type of every method. */
+export interface MethodResults {
+  node_status: NodeStatus
+  node_shutdown: { ok: true }
+  node_restart: { ok: true }
+  get_config: { config: unknown; path: string }
+  update_config: { config: unknown; restart_required: string[] }
+  validate_config: { valid: boolean; errors: string[] }
+  list_providers: { providers: ProviderStatus[] }
+  add_provider: { provider: ProviderStatus }
+  test_provider: { ok: boolean; models: string[]; latency_ms: number; error: string | null }
+  get_metrics: MetricsSnapshot
+  get_logs: { lines: Array<Record<string, unknown>> }
+  request_history: { requests: RequestRecord[] }
+  /** `private_key` only when the key was not saved. */
+  generate_keypair: { node_id: string; peer_id: string; private_key?: string; restart_required: string[] }
+  export_identity: { identity: string }
+  import_identity: { node_id: string; restart_required: string[] }
+}
