@@ -31,7 +31,7 @@ export interface DaemonInit {
   /** Data dir. @default GATE_HOME or the platform config dir */
   home?: string
   /** @default `<home>/config.json` */
-  configPath?: string
+  configPath?: string | undefined
   /** Unlocks an identity key protected by a passphrase. @default process.env.GATE_PASSPHRASE */
   passphrase?: string
   /** @default the OS keyring, when one answers */

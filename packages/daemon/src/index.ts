@@ -13,10 +13,13 @@
  */
 import { Daemon, type DaemonInit } from './daemon.ts'
 
+export { SHUTDOWN_GRACE_MS } from './constants.ts'
 export { redactConfig } from './control/methods.ts'
 export type { Daemon, DaemonInit, RuntimeInfo } from './daemon.ts'
-export { LEVEL_NUMBERS, levelName, readLogTail } from './log-file.ts'
-export { normalizeProviderUrl } from './providers/provider.ts'
+export { followLog, LEVEL_NUMBERS, levelName, readLogTail } from './log-file.ts'
+export { formatLogLine } from './logger.ts'
+export type { ProbeResult } from './providers/provider.ts'
+export { normalizeProviderUrl, probeEngine } from './providers/provider.ts'
 
 export function createDaemon(init: DaemonInit = {}): Daemon {
   return new Daemon(init)

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream'
 import type { LogLevel } from '@gate/core'
 import { type DestinationStream, type Logger, multistream, pino, destination as pinoDestination } from 'pino'
-import pretty from 'pino-pretty'
+import pretty, { prettyFactory } from 'pino-pretty'
 
 export interface LoggerInit {
   /** JSON lines go here (`logs/daemon.log`). */
@@ -31,12 +31,20 @@ const REDACT = [
   '*.passphrase',
 ]
 
+/** The options of the readable form, shared by the daemon's terminal output and `gate logs`. */
+const PRETTY = { ignore: 'pid,hostname', translateTime: 'SYS:HH:MM:ss.l', singleLine: true }
+
+/** One `daemon.log` line in the same readable form the daemon prints on a terminal. */
+export function formatLogLine(colorize: boolean): (line: Record<string, unknown>) => string {
+  return prettyFactory({ ...PRETTY, colorize })
+}
+
 export function createLogger(init: LoggerInit): { logger: Logger; close(): Promise<void> } {
   const file = pinoDestination({ dest: init.file, mkdir: true, sync: false })
   const streams: Array<{ stream: DestinationStream; level: LogLevel }> = [{ stream: file, level: 'trace' }]
   if (init.terminal) {
     streams.push({
-      stream: pretty({ destination: 1, colorize: process.stdout.isTTY, sync: true }),
+      stream: pretty({ ...PRETTY, destination: 1, colorize: process.stdout.isTTY, sync: true }),
       level: 'trace',
     })
   }

@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks'
 import {
   type Config,
   ConfigError,
@@ -16,7 +15,7 @@ import type { ApiServer } from '../api/server.ts'
 import type { ConfigManager } from '../config-manager.ts'
 import type { Daemon } from '../daemon.ts'
 import { readLogTail } from '../log-file.ts'
-import { Provider } from '../providers/provider.ts'
+import { probe, probeEngine } from '../providers/provider.ts'
 import type { ProviderRegistry } from '../providers/registry.ts'
 import type { RequestLog } from '../request-log.ts'
 
@@ -102,28 +101,11 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
       return { provider: added.status() }
     },
     test_provider: async (params) => {
-      const { providers } = running()
-      let provider: Provider | undefined
-      let temporary = false
-      if (params.name !== undefined) {
-        provider = providers.get(params.name)
-        if (!provider) throw new NotFoundError(`no provider named "${params.name}"`, { param: 'name' })
-      } else {
-        provider = new Provider(ProviderConfigSchema.parse({ ...params, name: 'test' }))
-        temporary = true
-      }
-      const start = performance.now()
-      try {
-        await provider.check()
-        return {
-          ok: provider.healthy === true,
-          models: provider.models,
-          latency_ms: Math.round(performance.now() - start),
-          error: provider.lastError,
-        }
-      } finally {
-        if (temporary) await provider.stop()
-      }
+      if (params.name === undefined)
+        return probeEngine(ProviderConfigSchema.parse({ ...params, name: 'test' }))
+      const provider = running().providers.get(params.name)
+      if (!provider) throw new NotFoundError(`no provider named "${params.name}"`, { param: 'name' })
+      return probe(provider)
     },
     get_metrics: async () => {
       const { requestLog, api } = running()

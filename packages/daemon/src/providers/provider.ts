@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks'
 import type { ProviderConfig, ProviderKind } from '@gate/core'
 import type { Dispatcher } from 'undici'
 import { Pool } from 'undici'
@@ -154,6 +155,35 @@ export class Provider {
 
   dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
     this.pool.dispatch(options, handler)
+  }
+}
+
+export interface ProbeResult {
+  ok: boolean
+  models: string[]
+  latency_ms: number
+  error: string | null
+}
+
+/** Runs one health check and model discovery against a provider and times it. */
+export async function probe(provider: Provider): Promise<ProbeResult> {
+  const start = performance.now()
+  await provider.check()
+  return {
+    ok: provider.healthy === true,
+    models: provider.models,
+    latency_ms: Math.round(performance.now() - start),
+    error: provider.lastError,
+  }
+}
+
+/** Probes an engine that is not (yet) a configured provider, e.g. for `gate setup`. */
+export async function probeEngine(config: ProviderConfig): Promise<ProbeResult> {
+  const provider = new Provider(config)
+  try {
+    return await probe(provider)
+  } finally {
+    await provider.stop()
   }
 }
 

@@ -1,0 +1,167 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { constants } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import { createDaemon, type RuntimeInfo, SHUTDOWN_GRACE_MS } from '@gate/daemon'
+import type { Command } from 'commander'
+import {
+  CliError,
+  cliPaths,
+  connect,
+  findDaemon,
+  isAlive,
+  NOT_RUNNING,
+  output,
+  table,
+  tryConnect,
+} from '../context.ts'
+
+/** How long `gate daemon --background` waits for the daemon to be ready. */
+const BACKGROUND_START_TIMEOUT_MS = 60_000
+/** How long `gate stop` waits for the process to exit: the daemon's grace period and some. */
+const STOP_TIMEOUT_MS = SHUTDOWN_GRACE_MS + 10_000
+
+/** What a daemon started with `--background` tells its parent over IPC. */
+type StartMessage = { ready: RuntimeInfo } | { error: string }
+
+export function registerDaemonCommands(program: Command): void {
+  program
+    .command('daemon')
+    .description('run the Gate daemon (OpenAI API on 127.0.0.1:31145, control port on 127.0.0.1:8145)')
+    .option('--config <path>', 'config file (default: config.json in the data dir)')
+    .option('--background', 'start in the background and return once it is ready')
+    .action(async (options: { config?: string; background?: boolean }) => {
+      const paths = cliPaths(options.config)
+      const existing = await findDaemon(paths)
+      if (existing && existing.pid !== process.pid) {
+        throw new CliError(`gate daemon is already running (pid ${existing.pid})`)
+      }
+      if (options.background) await startInBackground(options.config)
+      else await runInForeground(options.config)
+    })
+
+  program
+    .command('stop')
+    .description('stop the running daemon, letting requests in flight finish')
+    .action(async () => {
+      const { rpc, runtime } = await connect(cliPaths())
+      await rpc.call('node_shutdown')
+      const deadline = Date.now() + STOP_TIMEOUT_MS
+      while (isAlive(runtime.pid)) {
+        if (Date.now() > deadline) {
+          throw new CliError(
+            `gate daemon (pid ${runtime.pid}) did not stop within ${STOP_TIMEOUT_MS / 1000} s`,
+          )
+        }
+        await sleep(50)
+      }
+      process.stdout.write(`gate daemon stopped (pid ${runtime.pid})\n`)
+    })
+
+  program
+    .command('status')
+    .description('show whether the daemon runs, its node ID, ports and providers')
+    .option('--json', 'print JSON')
+    .action(async (options: { json?: boolean }) => {
+      const connection = await tryConnect(cliPaths())
+      if (!connection) throw new CliError(NOT_RUNNING)
+      const [status, { providers }] = await Promise.all([
+        connection.rpc.call('node_status'),
+        connection.rpc.call('list_providers'),
+      ])
+      output(options.json, { ...status, provider_list: providers }, () => {
+        const rows: Array<[string, string]> = [
+          ['node ID', status.node_id],
+          ['version', status.version],
+          ['pid', `${status.pid} (up ${formatDuration(status.uptime_s)})`],
+          ['OpenAI API', `http://${status.http.host}:${status.http.port}/v1`],
+          ['control', `http://${status.control.host}:${status.control.port}`],
+          ['requests', `${status.active_requests} in flight`],
+        ]
+        if (providers.length === 0) rows.push(['providers', 'none (run: gate setup)'])
+        for (const p of providers) {
+          const health = p.healthy === null ? 'checking' : p.healthy ? 'healthy' : `down: ${p.last_error}`
+          rows.push([`provider ${p.name}`, `${p.url} ${health}, ${p.models.length} models`])
+        }
+        if (status.restart_required.length > 0) {
+          rows.push(['restart needed', status.restart_required.join(', ')])
+        }
+        return `gate daemon is running\n${table(rows)}`
+      })
+    })
+}
+
+async function runInForeground(configPath: string | undefined): Promise<void> {
+  const background = process.send !== undefined
+  let stopping: Promise<void> | undefined
+  const done = Promise.withResolvers<void>()
+  const daemon = createDaemon({
+    configPath,
+    terminal: !background,
+    onShutdownRequest: () => void shutdown(),
+  })
+  const shutdown = (): Promise<void> => {
+    stopping ??= daemon.stop().then(done.resolve, done.reject)
+    return stopping
+  }
+  const onSignal = (signal: NodeJS.Signals) => {
+    // A second signal means "now": skip the grace period.
+    if (stopping) process.exit(128 + constants.signals[signal])
+    void shutdown()
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  await daemon.start()
+  if (background) {
+    process.send?.({ ready: daemon.runtime } satisfies StartMessage)
+    process.disconnect?.()
+  }
+  await done.promise
+  process.off('SIGINT', onSignal)
+  process.off('SIGTERM', onSignal)
+}
+
+/** Starts `gate daemon` detached and waits until it is ready or has failed. */
+async function startInBackground(configPath: string | undefined): Promise<void> {
+  const bin = fileURLToPath(new URL('../bin.ts', import.meta.url))
+  const args = [...process.execArgv, bin, 'daemon', ...(configPath ? ['--config', configPath] : [])]
+  const child = spawn(process.execPath, args, {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+  })
+  process.stderr.write('starting gate daemon in the background…\n')
+  try {
+    const message = await startMessage(child)
+    if ('error' in message) throw new CliError(message.error)
+    const { pid, http, control } = message.ready
+    process.stdout.write(
+      `gate daemon started (pid ${pid}): OpenAI API on http://${http.host}:${http.port}/v1, control on http://${control.host}:${control.port}\n`,
+    )
+  } finally {
+    if (child.connected) child.disconnect()
+    child.unref()
+  }
+}
+
+function startMessage(child: ChildProcess): Promise<StartMessage> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(new CliError(`gate daemon did not become ready within ${BACKGROUND_START_TIMEOUT_MS / 1000} s`))
+    }, BACKGROUND_START_TIMEOUT_MS)
+    child.once('message', (message) => {
+      clearTimeout(timer)
+      resolve(message as StartMessage)
+    })
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer)
+      reject(new CliError(`gate daemon exited while starting (${signal ?? `exit code ${code}`})`))
+    })
+  })
+}
+
+function formatDuration(seconds: number): string {
+  const s = Math.floor(seconds)
+  if (s < 60) return `${s}s`
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`
+}
