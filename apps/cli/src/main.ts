@@ -24,7 +24,8 @@ export async function main(argv: string[]): Promise<number> {
   registerIdentityCommands(program)
   try {
     await program.parseAsync(argv)
-    return 0
+    // A command that printed its own failure (e.g. `config validate --json`) sets the code itself.
+    return Number(process.exitCode ?? 0)
   } catch (err) {
     // Commander has already printed its own message (or the help / version it was asked for).
     if (err instanceof CommanderError) return err.exitCode

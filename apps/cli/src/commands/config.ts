@@ -40,11 +40,13 @@ export function registerConfigCommands(program: Command): void {
         if (!(err instanceof ConfigError)) throw err
         errors = err.issues
       }
-      if (options.json) output(true, { path, valid: errors.length === 0, errors }, () => '')
-      else if (errors.length === 0) process.stdout.write(`${path} is valid\n`)
-      if (errors.length > 0) {
-        if (!options.json) process.stderr.write(`error: ${path}: ${errors.join('; ')}\n`)
-        process.exitCode = 1
+      if (options.json) {
+        output(true, { path, valid: errors.length === 0, errors }, () => '')
+        if (errors.length > 0) process.exitCode = 1
+      } else if (errors.length > 0) {
+        throw new CliError(`${path}: ${errors.join('; ')}`)
+      } else {
+        process.stdout.write(`${path} is valid\n`)
       }
     })
 

@@ -1,0 +1,292 @@
+import assert from 'node:assert/strict'
+import { readFile, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import OpenAI from 'openai'
+import { startFakeEngine } from '../../../packages/daemon/test/utils/fake-engine.ts'
+import { waitFor } from '../../../packages/daemon/test/utils/wait.ts'
+import { exited, type GateResult, gateHome, waitForOutput } from './utils/gate.ts'
+
+const NOT_RUNNING = 'error: gate daemon is not running (start it with: gate daemon)\n'
+
+/** A failed command: non-zero exit, nothing on stdout, exactly one line on stderr, no stack trace. */
+function assertOneLineError(result: GateResult, pattern: RegExp): void {
+  assert.notEqual(result.code, 0, `expected a failure, got: ${result.stdout}`)
+  assert.equal(result.stdout, '')
+  const lines = result.stderr.trimEnd().split('\n')
+  assert.equal(lines.length, 1, `expected one line, got:\n${result.stderr}`)
+  assert.match(lines[0] ?? '', pattern)
+  assert.doesNotMatch(result.stderr, /\n\s+at /)
+}
+
+describe('gate CLI without a daemon', () => {
+  it('says plainly that the daemon is not running', async () => {
+    await using gate = await gateHome()
+    for (const args of [['status'], ['status', '--json'], ['stop']]) {
+      const result = await gate.run(args)
+      assert.equal(result.code, 1, args.join(' '))
+      assert.equal(result.stderr, NOT_RUNNING)
+      assert.equal(result.stdout, '')
+    }
+  })
+
+  it('validates config files, naming the bad field', async () => {
+    await using gate = await gateHome()
+    const valid = await gate.run(['config', 'validate'])
+    assert.equal(valid.code, 0)
+    assert.match(valid.stdout, /config\.json is valid/)
+
+    const bad = join(gate.home, 'bad.json')
+    await writeFile(
+      bad,
+      JSON.stringify({ network: { http_port: 'abc' }, providers: [{ name: 'x', kind: 'vllm' }] }),
+    )
+    const result = await gate.run(['config', 'validate', bad])
+    assertOneLineError(result, /network\.http_port: expected integer 0–65535, got "abc"/)
+    assert.match(result.stderr, /providers\[0\]\.kind: expected one of ollama, lmstudio, openai, got "vllm"/)
+    assert.match(result.stderr, /providers\[0\]\.url: expected an http\(s\) URL, got nothing/)
+
+    const json = await gate.run(['config', 'validate', bad, '--json'])
+    assert.equal(json.code, 1)
+    const parsed = JSON.parse(json.stdout) as { valid: boolean; errors: string[] }
+    assert.equal(parsed.valid, false)
+    assert.equal(parsed.errors.length, 3)
+
+    await writeFile(bad, '{"network": {')
+    assertOneLineError(await gate.run(['config', 'validate', bad]), /config is not valid JSON/)
+    assertOneLineError(
+      await gate.run(['config', 'validate', join(gate.home, 'nope.json')]),
+      /cannot read .*nope\.json: ENOENT/,
+    )
+  })
+
+  it('sets config fields in the file, refuses invalid values and shows keys redacted', async () => {
+    await using gate = await gateHome()
+    const path = join(gate.home, 'config.json')
+    const set = await gate.run(['config', 'set', 'security.api_keys', '["sk-very-secret"]'])
+    assert.equal(set.code, 0, set.stderr)
+    assert.match(set.stdout, /applies at next start/)
+    assert.equal((await gate.run(['config', 'set', 'node.log_level', 'debug'])).code, 0)
+
+    const before = await readFile(path, 'utf8')
+    assert.deepEqual(JSON.parse(before).security.api_keys, ['sk-very-secret'])
+    assert.equal(JSON.parse(before).node.log_level, 'debug')
+    assert.equal((await stat(path)).mode & 0o777, 0o600)
+
+    assertOneLineError(
+      await gate.run(['config', 'set', 'network.http_port', 'abc']),
+      /^error: network\.http_port: expected integer 0–65535, got "abc"$/,
+    )
+    assertOneLineError(
+      await gate.run(['config', 'set', 'network.nope', '1']),
+      /network: unknown field "nope"/,
+    )
+    assert.equal(await readFile(path, 'utf8'), before, 'a refused change leaves the file as it was')
+
+    const shown = await gate.run(['config', 'show', '--json'])
+    assert.equal(shown.code, 0)
+    assert.doesNotMatch(shown.stdout, /sk-very-secret/)
+    const config = JSON.parse(shown.stdout)
+    assert.deepEqual(config.security.api_keys, ['[redacted]'])
+    assert.equal(config.network.control_port, 0)
+    assert.equal(config.security.max_concurrent_requests, 64, 'defaults are filled in')
+  })
+
+  it('detects an engine with gate setup and adds it once', async () => {
+    await using gate = await gateHome()
+    await using engine = await startFakeEngine({ kind: 'ollama', models: ['llama3.2:1b', 'qwen3:4b'] })
+    await using nothing = await startFakeEngine()
+    await nothing.stop() // a port where nothing listens any more
+    const args = ['setup', '--ollama-url', engine.url, '--lmstudio-url', nothing.url, '--json']
+
+    const first = await gate.run(args)
+    assert.equal(first.code, 0, first.stderr)
+    const { engines } = JSON.parse(first.stdout) as {
+      engines: Array<{ name: string; ok: boolean; action: string; models: string[]; error: string | null }>
+    }
+    assert.deepEqual(
+      engines.map((e) => [e.name, e.ok, e.action]),
+      [
+        ['ollama', true, 'added'],
+        ['lmstudio', false, 'not found'],
+      ],
+    )
+    assert.deepEqual(engines[0]?.models, ['llama3.2:1b', 'qwen3:4b'])
+    assert.match(engines[1]?.error ?? '', /ECONNREFUSED/)
+
+    const config = JSON.parse(await readFile(join(gate.home, 'config.json'), 'utf8'))
+    assert.deepEqual(config.providers, [{ name: 'ollama', kind: 'ollama', url: `${engine.url}/v1` }])
+
+    const again = await gate.run(args.slice(0, -1))
+    assert.equal(again.code, 0)
+    assert.match(again.stdout, /✓ ollama at .*: 2 models \(already configured\)/)
+    assert.match(again.stdout, /✗ lmstudio at .*: not found/)
+    const after = JSON.parse(await readFile(join(gate.home, 'config.json'), 'utf8'))
+    assert.equal(after.providers.length, 1)
+  })
+
+  it('answers unknown commands and options with one line and a non-zero exit', async () => {
+    await using gate = await gateHome()
+    assertOneLineError(await gate.run(['frobnicate']), /unknown command 'frobnicate'/)
+    assertOneLineError(await gate.run(['logs', '--level', 'loud']), /Allowed choices are trace, debug/)
+    assertOneLineError(await gate.run(['logs', '--lines', '0']), /expected an integer 1–10000/)
+    assertOneLineError(await gate.run(['identity', 'show']), /no identity at .* yet/)
+  })
+})
+
+describe('gate CLI with a daemon', () => {
+  it('starts in the background, reports status, changes config live, shows logs and stops', async () => {
+    await using gate = await gateHome()
+    await using engine = await startFakeEngine({ models: ['llama3.2:1b'] })
+
+    const started = await gate.run(['daemon', '--background'])
+    assert.equal(started.code, 0, started.stderr)
+    assert.match(
+      started.stdout,
+      /gate daemon started \(pid \d+\): OpenAI API on http:\/\/127\.0\.0\.1:\d+\/v1/,
+    )
+    assertOneLineError(
+      await gate.run(['daemon', '--background']),
+      /gate daemon is already running \(pid \d+\)/,
+    )
+
+    const status = JSON.parse((await gate.run(['status', '--json'])).stdout)
+    const identity = JSON.parse((await gate.run(['identity', 'show', '--json'])).stdout)
+    assert.equal(status.node_id, identity.node_id)
+    assert.match(identity.peer_id, /^12D3KooW/)
+    assert.deepEqual(status.provider_list, [])
+
+    const provider = JSON.stringify([{ name: 'engine', kind: 'openai', url: engine.url }])
+    const set = await gate.run(['config', 'set', 'providers', provider])
+    assert.equal(set.code, 0, set.stderr)
+    assert.match(set.stdout, /\(applied\)/)
+
+    const client = new OpenAI({
+      baseURL: `http://127.0.0.1:${status.http.port}/v1`,
+      apiKey: 'unused',
+      maxRetries: 0,
+    })
+    await waitFor(async () => (await client.models.list()).data.length > 0, { timeoutMs: 10_000 })
+    const reply = await client.chat.completions.create({
+      model: 'llama3.2:1b',
+      messages: [{ role: 'user', content: 'hello' }],
+    })
+    assert.ok(reply.choices[0]?.message.content)
+
+    const readable = await gate.run(['status'])
+    assert.match(readable.stdout, new RegExp(`node ID\\s+${status.node_id}`))
+    assert.match(readable.stdout, /provider engine\s+http:\/\/127\.0\.0\.1:\d+\/v1 healthy, 1 models/)
+
+    const logs = await gate.run(['logs', '--json', '--level', 'info'])
+    const lines = logs.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { msg: string; level: number })
+    assert.ok(lines.some((l) => l.msg.startsWith('gate daemon ready')))
+    assert.ok(lines.every((l) => l.level >= 30))
+    assert.doesNotMatch(logs.stdout, /cli-test-passphrase/)
+
+    const follow = gate.spawn(['logs', '--follow', '--lines', '1'])
+    try {
+      await waitForOutput(follow, /INFO/)
+      await gate.run(['config', 'set', 'node.log_level', 'debug'])
+      await waitForOutput(follow, /config reloaded/)
+    } finally {
+      follow.kill('SIGINT')
+    }
+    assert.equal((await exited(follow)).code, 0)
+
+    const stopped = await gate.run(['stop'])
+    assert.equal(stopped.code, 0, stopped.stderr)
+    assert.match(stopped.stdout, new RegExp(`gate daemon stopped \\(pid ${status.pid}\\)`))
+    assert.throws(() => process.kill(status.pid, 0), /ESRCH/)
+    assert.equal((await gate.run(['status'])).stderr, NOT_RUNNING)
+  })
+
+  it('in the foreground, stops gracefully on SIGTERM, and at once on a second signal', async () => {
+    await using gate = await gateHome()
+    await using engine = await startFakeEngine({ models: ['m'], chunks: 100, chunkDelayMs: 100 })
+    await gate.run([
+      'config',
+      'set',
+      'providers',
+      JSON.stringify([{ name: 'e', kind: 'openai', url: engine.url }]),
+    ])
+
+    const quiet = gate.spawn(['daemon'])
+    await waitForOutput(quiet, /gate daemon ready/)
+    quiet.kill('SIGTERM')
+    assert.deepEqual(await exited(quiet), { code: 0, signal: null })
+
+    const busy = gate.spawn(['daemon'])
+    try {
+      const ready = await waitForOutput(busy, /gate daemon ready: OpenAI API on (http:\S+)/)
+      const baseURL = /OpenAI API on (http:\S+)/.exec(ready)?.[1]
+      const client = new OpenAI({ baseURL, apiKey: 'unused', maxRetries: 0 })
+      await waitFor(async () => (await client.models.list()).data.length > 0, { timeoutMs: 10_000 })
+      // A 10-second stream keeps the first SIGTERM's graceful stop waiting.
+      const stream = await client.chat.completions.create({
+        model: 'm',
+        stream: true,
+        messages: [{ role: 'user', content: 'long' }],
+      })
+      const reading = (async () => {
+        for await (const _ of stream) {
+        }
+      })().catch(() => {})
+      await waitFor(() => engine.requests.some((r) => r.path.endsWith('/chat/completions')))
+      busy.kill('SIGTERM')
+      await waitForOutput(busy, /gate daemon stopping/)
+      const start = Date.now()
+      busy.kill('SIGTERM')
+      assert.deepEqual(await exited(busy, 5000), { code: 143, signal: null })
+      assert.ok(Date.now() - start < 2000, 'the second signal does not wait for the stream')
+      await reading
+    } finally {
+      busy.kill('SIGKILL')
+    }
+  })
+
+  it('exports and imports identities; a wrong passphrase is a clear error', async () => {
+    await using a = await gateHome()
+    await using b = await gateHome()
+    assert.equal((await a.run(['daemon', '--background'])).code, 0)
+    assert.equal((await a.run(['stop'])).code, 0)
+    const nodeA = JSON.parse((await a.run(['identity', 'show', '--json'])).stdout).node_id as string
+
+    const keyFile = await readFile(join(a.home, 'identity.key'), 'utf8')
+    assert.match(keyFile, /"protection": "passphrase"/)
+
+    const file = join(a.home, 'exported.json')
+    const exported = await a.run(['identity', 'export', '--output', file])
+    assert.equal(exported.code, 0, exported.stderr)
+    assert.match(exported.stderr, /keep it secret/)
+    assert.equal((await stat(file)).mode & 0o777, 0o600)
+    const { node_id, private_key } = JSON.parse(await readFile(file, 'utf8'))
+    assert.equal(node_id, nodeA)
+    assert.ok(!keyFile.includes(private_key), 'the key file does not hold the key in the clear')
+
+    assertOneLineError(
+      await a.run(['identity', 'export'], { env: { GATE_PASSPHRASE: 'wrong' } }),
+      /passphrase/i,
+    )
+
+    const imported = await b.run(['identity', 'import', '-'], { input: await readFile(file, 'utf8') })
+    assert.equal(imported.code, 0, imported.stderr)
+    assert.match(imported.stdout, new RegExp(`imported node ${nodeA}`))
+    assert.equal(JSON.parse((await b.run(['identity', 'show', '--json'])).stdout).node_id, nodeA)
+
+    // B starts with A's identity; importing a different one needs --force.
+    assert.equal((await b.run(['daemon', '--background'])).code, 0)
+    assert.equal(JSON.parse((await b.run(['status', '--json'])).stdout).node_id, nodeA)
+    const other = join(b.home, 'other.json')
+    await writeFile(other, JSON.stringify({ private_key: Buffer.alloc(32, 7).toString('base64') }))
+    assertOneLineError(await b.run(['identity', 'import', other]), /already has identity .*--force/)
+    const forced = await b.run(['identity', 'import', other, '--force'])
+    assert.equal(forced.code, 0, forced.stderr)
+    assert.match(forced.stdout, /restart the daemon to use it/)
+    assertOneLineError(await b.run(['identity', 'import', join(b.home, 'missing.json')]), /cannot read/)
+    await writeFile(other, 'not json')
+    assertOneLineError(await b.run(['identity', 'import', other]), /not an exported Gate identity/)
+  })
+})

@@ -1,0 +1,108 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const BIN = fileURLToPath(new URL('../../src/bin.ts', import.meta.url))
+/** No CLI call in the tests may take longer than this. */
+const RUN_TIMEOUT_MS = 60_000
+
+export interface GateResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+export interface GateHome extends AsyncDisposable {
+  home: string
+  env: NodeJS.ProcessEnv
+  /** Runs `gate …args` as a user would and waits for it to exit. */
+  run(args: string[], options?: { env?: NodeJS.ProcessEnv; input?: string }): Promise<GateResult>
+  /** Starts `gate …args` and returns the running process (stdout and stderr piped). */
+  spawn(args: string[], options?: { env?: NodeJS.ProcessEnv }): ChildProcess
+}
+
+/**
+ * A fresh data dir (GATE_HOME) whose config uses random ports. Disposing it stops a daemon left
+ * running there and removes the dir.
+ */
+export async function gateHome(config: Record<string, unknown> = {}): Promise<GateHome> {
+  const home = await mkdtemp(join(tmpdir(), 'gate-cli-'))
+  const network = { http_port: 0, control_port: 0, ...(config.network as object) }
+  await writeFile(join(home, 'config.json'), JSON.stringify({ ...config, network }, null, 2))
+  const env = { ...process.env, GATE_HOME: home, GATE_PASSPHRASE: 'cli-test-passphrase', NO_COLOR: '1' }
+  const spawnGate = (args: string[], options: { env?: NodeJS.ProcessEnv } = {}) =>
+    spawn(process.execPath, [BIN, ...args], { env: { ...env, ...options.env }, stdio: 'pipe' })
+  const run = (args: string[], options: { env?: NodeJS.ProcessEnv; input?: string } = {}) =>
+    new Promise<GateResult>((resolve, reject) => {
+      const child = spawnGate(args, options)
+      let stdout = ''
+      let stderr = ''
+      child.stdout?.on('data', (d) => {
+        stdout += d
+      })
+      child.stderr?.on('data', (d) => {
+        stderr += d
+      })
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL')
+        reject(new Error(`gate ${args.join(' ')} did not exit within ${RUN_TIMEOUT_MS} ms`))
+      }, RUN_TIMEOUT_MS)
+      child.on('error', reject)
+      child.on('close', (code, signal) => {
+        clearTimeout(timer)
+        resolve({ code, signal, stdout, stderr })
+      })
+      child.stdin?.end(options.input ?? '')
+    })
+  const dispose = async () => {
+    await run(['stop']).catch(() => {})
+    await rm(home, { recursive: true, force: true })
+  }
+  return { home, env, run, spawn: spawnGate, [Symbol.asyncDispose]: dispose }
+}
+
+/** Resolves with the first stdout text of `child` that matches `pattern`, rejecting after `timeoutMs`. */
+export function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let seen = ''
+    const onData = (d: Buffer) => {
+      seen += d
+      if (pattern.test(seen)) {
+        cleanup()
+        resolve(seen)
+      }
+    }
+    const timer = setTimeout(() => {
+      cleanup()
+      reject(new Error(`no output matching ${pattern} within ${timeoutMs} ms; got: ${seen}`))
+    }, timeoutMs)
+    const cleanup = () => {
+      clearTimeout(timer)
+      child.stdout?.off('data', onData)
+    }
+    child.stdout?.on('data', onData)
+  })
+}
+
+/** Resolves when `child` exits, with its code and signal; rejects after `timeoutMs`. */
+export function exited(
+  child: ChildProcess,
+  timeoutMs = 20_000,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return Promise.resolve({ code: child.exitCode, signal: child.signalCode })
+  }
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`process did not exit within ${timeoutMs} ms`)),
+      timeoutMs,
+    )
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal })
+    })
+  })
+}

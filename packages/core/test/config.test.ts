@@ -1,0 +1,98 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import {
+  ConfigError,
+  DEFAULT_CONTROL_PORT,
+  DEFAULT_HTTP_PORT,
+  DEFAULT_P2P_PORT,
+  defaultConfig,
+  parseConfig,
+  parseConfigText,
+  restartRequiredChanges,
+} from '../src/index.ts'
+
+function issuesOf(value: unknown): string[] {
+  try {
+    parseConfig(value)
+  } catch (err) {
+    assert.ok(err instanceof ConfigError)
+    assert.equal(err.message, err.issues.join('; '))
+    return err.issues
+  }
+  assert.fail('expected a ConfigError')
+}
+
+describe('config', () => {
+  it('fills every default from an empty object', () => {
+    const config = defaultConfig()
+    assert.equal(config.network.http_port, DEFAULT_HTTP_PORT)
+    assert.equal(config.network.control_port, DEFAULT_CONTROL_PORT)
+    assert.equal(config.network.p2p_port, DEFAULT_P2P_PORT)
+    assert.equal(config.network.p2p_host, '0.0.0.0')
+    assert.equal(config.node.log_level, 'info')
+    assert.deepEqual(config.providers, [])
+    assert.deepEqual(config.security.api_keys, [])
+    assert.equal(config.web.enabled, true)
+  })
+
+  it('fills provider defaults and keeps what is given', () => {
+    const config = parseConfig({
+      providers: [{ name: 'o', kind: 'ollama', url: 'http://localhost:11434', models: ['a'] }],
+    })
+    assert.deepEqual(config.providers[0], {
+      name: 'o',
+      kind: 'ollama',
+      url: 'http://localhost:11434',
+      models: ['a'],
+      enabled: true,
+      health_check_interval: 30,
+    })
+  })
+
+  it('names the exact field of every problem, with what it got', () => {
+    assert.deepEqual(issuesOf({ network: { http_port: 'abc' } }), [
+      'network.http_port: expected integer 0–65535, got "abc"',
+    ])
+    assert.deepEqual(issuesOf({ network: { control_port: 70000, max_connections: 0 } }), [
+      'network.control_port: expected integer 0–65535, got 70000',
+      'network.max_connections: expected a positive integer, got 0',
+    ])
+    assert.deepEqual(issuesOf({ providers: [{ name: '', kind: 'ollama', url: 'ftp://x' }] }), [
+      'providers[0].name: expected a non-empty string, got ""',
+      'providers[0].url: expected an http(s) URL, got "ftp://x"',
+    ])
+    assert.deepEqual(issuesOf({ node: { log_level: 'loud' }, extra: 1 }), [
+      'node.log_level: expected one of trace, debug, info, warn, error, fatal, got "loud"',
+      'config: unknown field "extra"',
+    ])
+    assert.deepEqual(issuesOf({ security: { api_keys: ['ok', 5] } }), [
+      'security.api_keys[1]: expected a non-empty string, got 5',
+    ])
+  })
+
+  it('refuses two providers with one name', () => {
+    const provider = { name: 'same', kind: 'openai', url: 'http://127.0.0.1:1' }
+    assert.match(
+      issuesOf({ providers: [provider, provider] }).join(),
+      /^providers: provider names must be unique/,
+    )
+  })
+
+  it('reports a file that is not JSON as a config error', () => {
+    assert.throws(
+      () => parseConfigText('{"network": {'),
+      (err) => err instanceof ConfigError && /^config is not valid JSON: /.test(err.message),
+    )
+    assert.equal(parseConfigText('{"node":{"log_level":"warn"}}').node.log_level, 'warn')
+  })
+
+  it('says which changes need a restart', () => {
+    const before = defaultConfig()
+    const after = parseConfig({
+      network: { http_port: 1, p2p_host: '127.0.0.1', trusted_peers: ['x'] },
+      security: { max_concurrent_requests: 2 },
+    })
+    assert.deepEqual(restartRequiredChanges(before, after), ['network.http_port', 'network.p2p_host'])
+    assert.deepEqual(restartRequiredChanges(before, defaultConfig()), [])
+  })
+})
