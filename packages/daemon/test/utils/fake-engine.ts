@@ -46,6 +46,8 @@ export interface FakeEngineOptions {
   chunkDelayMs?: number
   /** Default 127.0.0.1; the port is always random. */
   host?: string
+  /** Keep every request in `requests`. Default true; benchmarks turn it off to hold memory flat. */
+  record?: boolean
 }
 
 export interface RecordedRequest {
@@ -704,7 +706,7 @@ export function startFakeEngine(options: FakeEngineOptions = {}): Promise<FakeEn
       headers: req.headers,
       body: '',
     }
-    engine.requests.push(record)
+    if (options.record !== false) engine.requests.push(record)
     const st: RequestState = { req, res, record, selfClosed: false, timer: undefined }
     res.on('close', () => {
       if (st.timer !== undefined) clearTimeout(st.timer)
