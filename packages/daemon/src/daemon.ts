@@ -190,6 +190,7 @@ export class Daemon {
       providers.start()
       configManager.start()
       this.metrics.providers = () => providers.status()
+      this.metrics.inflight = () => ({ requests: api.active, streams: api.streams })
       await writeFileAtomic(paths.runtime, `${JSON.stringify(running.runtime, null, 2)}\n`, { mode: 0o600 })
       logger.info(
         { node_id: identity.nodeId, http: running.runtime.http, control: running.runtime.control },

@@ -12,6 +12,8 @@ export class Metrics {
   readonly registry = new Registry()
   /** Set by the daemon: the providers whose health the gauges report, read at scrape time. */
   providers: () => ProviderHealth[] = () => []
+  /** Set by the daemon: requests and streaming responses in flight, read at scrape time. */
+  inflight: () => { requests: number; streams: number } = () => ({ requests: 0, streams: 0 })
   readonly requests = new Counter({
     name: 'gate_requests_total',
     help: 'API requests by route and status',
@@ -31,15 +33,17 @@ export class Metrics {
     labelNames: ['consumer', 'kind'] as const,
     registers: [this.registry],
   })
-  readonly active = new Gauge({
+  readonly active: Gauge = new Gauge({
     name: 'gate_active_requests',
     help: 'Requests in flight',
     registers: [this.registry],
+    collect: () => this.active.set(this.inflight().requests),
   })
-  readonly activeStreams = new Gauge({
+  readonly activeStreams: Gauge = new Gauge({
     name: 'gate_active_streams',
     help: 'Streaming responses in flight',
     registers: [this.registry],
+    collect: () => this.activeStreams.set(this.inflight().streams),
   })
   readonly providerUp = new Gauge({
     name: 'gate_provider_up',

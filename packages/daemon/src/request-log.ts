@@ -33,6 +33,9 @@ export interface UsageTotals {
  */
 export class RequestLog {
   readonly #file: WriteStream
+  /** Lines not yet handed to the file: written together once per event-loop turn. */
+  #pending = ''
+  /** A ring of the latest REQUEST_HISTORY_SIZE records; `total` counts every one ever added. */
   readonly #recent: RequestRecord[] = []
   readonly usage = new Map<string, UsageTotals>()
   total = 0
@@ -45,9 +48,9 @@ export class RequestLog {
   }
 
   add(record: RequestRecord): void {
-    this.#file.write(`${JSON.stringify(record)}\n`)
-    this.#recent.push(record)
-    if (this.#recent.length > REQUEST_HISTORY_SIZE) this.#recent.shift()
+    if (this.#pending === '') setImmediate(() => this.#flush())
+    this.#pending += `${JSON.stringify(record)}\n`
+    this.#recent[this.total % REQUEST_HISTORY_SIZE] = record
     this.total++
     this.byStatus.set(record.status, (this.byStatus.get(record.status) ?? 0) + 1)
     this.byRoute.set(record.route, (this.byRoute.get(record.route) ?? 0) + 1)
@@ -63,10 +66,21 @@ export class RequestLog {
 
   /** The latest `limit` records, newest first. */
   recent(limit: number): RequestRecord[] {
-    return this.#recent.slice(-limit).reverse()
+    const n = Math.min(limit, this.#recent.length)
+    const out: RequestRecord[] = []
+    for (let i = 1; i <= n; i++)
+      out.push(this.#recent[(this.total - i) % REQUEST_HISTORY_SIZE] as RequestRecord)
+    return out
+  }
+
+  #flush(): void {
+    if (this.#pending === '') return
+    this.#file.write(this.#pending)
+    this.#pending = ''
   }
 
   close(): Promise<void> {
+    this.#flush()
     return new Promise((resolve) => this.#file.end(resolve))
   }
 }

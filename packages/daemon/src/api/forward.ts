@@ -43,12 +43,7 @@ function responseHeaders(headers: IncomingHttpHeaders): Record<string, string | 
  * so an engine dying mid-body becomes a clean 502 instead of a truncated 200.
  */
 export async function forward(request: ForwardRequest, candidates: Provider[]): Promise<ForwardResult> {
-  let last: ForwardResult = {
-    ok: false,
-    provider: null,
-    error: new UpstreamError('no provider answered'),
-    sent: false,
-  }
+  let last: ForwardResult | undefined
   for (let i = 0; i < candidates.length; i++) {
     const provider = candidates[i] as Provider
     if (!provider.breaker.tryAcquire()) continue
@@ -59,7 +54,8 @@ export async function forward(request: ForwardRequest, candidates: Provider[]): 
     if (result.ok || result.sent || request.signal.aborted) return result
     last = result
   }
-  return last
+  // Every candidate's breaker refused (another request took the half-open probe).
+  return last ?? { ok: false, provider: null, error: new UpstreamError('no provider answered'), sent: false }
 }
 
 function attempt(request: ForwardRequest, provider: Provider, isLast: boolean): Promise<ForwardResult> {

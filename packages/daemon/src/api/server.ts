@@ -104,6 +104,13 @@ export class ApiServer {
     return this.#active
   }
 
+  /** Streaming responses in flight. */
+  get streams(): number {
+    let n = 0
+    for (const ex of this.#inflight) if (ex.stream) n++
+    return n
+  }
+
   /**
    * Stops accepting, lets requests in flight finish for `graceMs`, then cancels the rest (which
    * aborts their upstream requests).
@@ -188,11 +195,9 @@ export class ApiServer {
     }
     this.#active++
     this.#inflight.add(ex)
-    this.#c.metrics.active.inc()
     res.once('close', () => {
       this.#active--
       this.#inflight.delete(ex)
-      this.#c.metrics.active.dec()
       if (!res.writableFinished) ex.abort.abort()
       // Recorded once the forward has settled and stored its outcome (its continuation was registered first).
       void ex.forwarded.then(() => this.#record(ex))
