@@ -23,13 +23,16 @@ import { startFakeEngine } from '../packages/daemon/test/utils/fake-engine.ts'
 const DURATION_S = Number(process.env.BENCH_DURATION ?? 5)
 const STREAM_CHUNKS = 50
 const STREAM_RUNS = 300
+/** How long the daemon sits idle after the load before its memory is read again. */
+const IDLE_SETTLE_MS = 15_000
 const MODEL = 'bench-model'
 const BODY = JSON.stringify({
   model: MODEL,
   messages: [{ role: 'user', content: 'Say hello to the benchmark.' }],
 })
 const STREAM_BODY = JSON.stringify({ ...JSON.parse(BODY), stream: true })
-const GATE_BIN = fileURLToPath(new URL('../apps/cli/src/bin.ts', import.meta.url))
+/** The `gate` command as a user runs it: pnpm's shim, with the node flags from bin.ts's first line. */
+const GATE_BIN = fileURLToPath(new URL('../node_modules/.bin/gate', import.meta.url))
 const run = promisify(execFile)
 
 interface LoadResult {
@@ -84,6 +87,7 @@ async function main(): Promise<void> {
       process.stderr.write(`stream → ${target}…\n`)
       streams[target] = await streamTimes(urls[target])
     }
+    await sleep(IDLE_SETTLE_MS) // let V8's memory reducer run, as on a daemon that has gone idle
     const afterRss = await rssMb(gate.pid)
     report(load, streams, idleRss, afterRss)
   } finally {
@@ -148,27 +152,34 @@ async function startGate(
   }
   await run('mkdir', ['-p', home])
   await writeFile(join(home, 'config.json'), JSON.stringify(config))
-  const child = spawn(process.execPath, [GATE_BIN, 'daemon'], {
+  const child = spawn(GATE_BIN, ['daemon'], {
     env: { ...process.env, GATE_HOME: home, GATE_PASSPHRASE: 'bench' },
     stdio: 'ignore',
   })
   let url = ''
+  // The daemon's own pid: pnpm's node shim runs node as its child, so it is not child.pid.
+  let pid = 0
   await waitUntil(async () => {
     const runtime = JSON.parse(await readFile(join(home, 'daemon.json'), 'utf8').catch(() => 'null'))
     if (!runtime) return false
     url = `http://127.0.0.1:${runtime.http.port}`
+    pid = runtime.pid
     const models = await fetch(`${url}/v1/models`).catch(() => null)
     return models?.ok === true && (await models.text()).includes(MODEL)
   }, 'gate daemon')
-  return { url, pid: child.pid as number, stop: () => stopChild(child) }
+  return { url, pid, stop: () => stopChild(child, pid) }
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+/** SIGTERM to `pid` (default: the child's), SIGKILL if the child has not exited 15 s later. */
+async function stopChild(child: ChildProcess, pid = child.pid): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return
   const exited = new Promise((resolve) => child.once('exit', resolve))
-  child.kill('SIGTERM')
+  process.kill(pid as number, 'SIGTERM')
   const killed = await Promise.race([exited.then(() => true), sleep(15_000).then(() => false)])
-  if (!killed) child.kill('SIGKILL')
+  if (!killed) {
+    process.kill(pid as number, 'SIGKILL')
+    child.kill('SIGKILL')
+  }
 }
 
 async function waitUntil(ready: () => Promise<boolean>, what: string): Promise<void> {
@@ -285,7 +296,7 @@ function report(
     TARGETS.filter((t) => row[t].errors > 0).map((t) => `${t} ${c}: ${row[t].errors}`),
   )
   console.log(
-    `\ngate daemon RSS: ${idleRss.toFixed(1)} MB idle at start, ${afterRss.toFixed(1)} MB idle after the load`,
+    `\ngate daemon RSS: ${idleRss.toFixed(1)} MB idle at start, ${afterRss.toFixed(1)} MB idle ${IDLE_SETTLE_MS / 1000} s after the load`,
   )
   if (errors.length > 0) console.log(`errors (non-2xx or socket): ${errors.join(', ')}`)
 
