@@ -1,25 +1,8 @@
 import { createWriteStream, type WriteStream } from 'node:fs'
-import type { Usage } from './api/usage.ts'
+import type { RequestRecord } from '@gate/rpc'
 import { REQUEST_HISTORY_SIZE } from './constants.ts'
 
-/** One line of `logs/requests.jsonl` and one entry of `request_history`. */
-export interface RequestRecord {
-  id: string
-  time: string
-  method: string
-  route: string
-  model: string | null
-  /** Node ID of the node that served the request. */
-  node: string | null
-  provider: string | null
-  status: number
-  latency_ms: number
-  stream: boolean
-  /** Who asked: `local`, or `key:<fingerprint>` for an API key. */
-  consumer: string
-  usage: Usage | null
-  error: string | null
-}
+export type { RequestRecord }
 
 export interface UsageTotals {
   requests: number

@@ -1,9 +1,12 @@
 import { performance } from 'node:perf_hooks'
-import type { ProviderConfig, ProviderKind } from '@gate/core'
+import type { ProviderConfig } from '@gate/core'
+import type { MethodResults, ProviderStatus } from '@gate/rpc'
 import type { Dispatcher } from 'undici'
 import { Pool } from 'undici'
 import { HEALTH_CHECK_TIMEOUT_MS } from '../constants.ts'
 import { Breaker } from './breaker.ts'
+
+export type { ProviderStatus }
 
 /** Turns any accepted provider URL into the base an OpenAI SDK would take (ending in `/v1`). */
 export function normalizeProviderUrl(url: string): string {
@@ -11,19 +14,6 @@ export function normalizeProviderUrl(url: string): string {
   let path = u.pathname.replace(/\/+$/, '')
   if (!path.endsWith('/v1')) path += '/v1'
   return `${u.origin}${path}`
-}
-
-export interface ProviderStatus {
-  name: string
-  kind: ProviderKind
-  url: string
-  enabled: boolean
-  /** null until the first health check has answered. */
-  healthy: boolean | null
-  models: string[]
-  breaker: string
-  last_error: string | null
-  last_checked: string | null
 }
 
 /**
@@ -158,12 +148,8 @@ export class Provider {
   }
 }
 
-export interface ProbeResult {
-  ok: boolean
-  models: string[]
-  latency_ms: number
-  error: string | null
-}
+/** What `test_provider` answers: whether the engine answered, its models, how long it took. */
+export type ProbeResult = MethodResults['test_provider']
 
 /** Runs one health check and model discovery against a provider and times it. */
 export async function probe(provider: Provider): Promise<ProbeResult> {
