@@ -189,8 +189,12 @@ export class Daemon {
       this.#running = running
       providers.start()
       configManager.start()
-      this.metrics.providers = () => providers.status()
-      this.metrics.inflight = () => ({ requests: api.active, streams: api.streams })
+      this.metrics.sources = {
+        providers: () => providers.status(),
+        inflight: () => ({ requests: api.active, streams: api.streams }),
+        requests: () => requestLog.counts(),
+        usage: () => requestLog.usage,
+      }
       await writeFileAtomic(paths.runtime, `${JSON.stringify(running.runtime, null, 2)}\n`, { mode: 0o600 })
       logger.info(
         { node_id: identity.nodeId, http: running.runtime.http, control: running.runtime.control },

@@ -7,18 +7,40 @@ export interface ProviderHealth {
   breaker: string
 }
 
+/** What the counters and gauges read at scrape time, so the request path only counts in plain maps. */
+export interface MetricSources {
+  providers(): ProviderHealth[]
+  /** Requests and streaming responses in flight. */
+  inflight(): { requests: number; streams: number }
+  /** Finished requests by route and status. */
+  requests(): Iterable<{ route: string; status: number; count: number }>
+  /** Tokens by consumer. */
+  usage(): Iterable<[consumer: string, totals: { prompt_tokens: number; completion_tokens: number }]>
+}
+
+const NO_SOURCES: MetricSources = {
+  providers: () => [],
+  inflight: () => ({ requests: 0, streams: 0 }),
+  requests: () => [],
+  usage: () => [],
+}
+
 /** The daemon's Prometheus metrics, one registry per daemon so tests can run several. */
 export class Metrics {
   readonly registry = new Registry()
-  /** Set by the daemon: the providers whose health the gauges report, read at scrape time. */
-  providers: () => ProviderHealth[] = () => []
-  /** Set by the daemon: requests and streaming responses in flight, read at scrape time. */
-  inflight: () => { requests: number; streams: number } = () => ({ requests: 0, streams: 0 })
-  readonly requests = new Counter({
+  /** Set by the daemon once it runs. */
+  sources: MetricSources = NO_SOURCES
+  readonly requests: Counter = new Counter({
     name: 'gate_requests_total',
     help: 'API requests by route and status',
     labelNames: ['route', 'status'] as const,
     registers: [this.registry],
+    collect: () => {
+      this.requests.reset()
+      for (const { route, status, count } of this.sources.requests()) {
+        this.requests.inc({ route, status }, count)
+      }
+    },
   })
   readonly duration = new Histogram({
     name: 'gate_request_duration_seconds',
@@ -27,23 +49,30 @@ export class Metrics {
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
     registers: [this.registry],
   })
-  readonly tokens = new Counter({
+  readonly tokens: Counter = new Counter({
     name: 'gate_tokens_total',
     help: 'Tokens served, by consumer and kind (prompt|completion)',
     labelNames: ['consumer', 'kind'] as const,
     registers: [this.registry],
+    collect: () => {
+      this.tokens.reset()
+      for (const [consumer, totals] of this.sources.usage()) {
+        this.tokens.inc({ consumer, kind: 'prompt' }, totals.prompt_tokens)
+        this.tokens.inc({ consumer, kind: 'completion' }, totals.completion_tokens)
+      }
+    },
   })
   readonly active: Gauge = new Gauge({
     name: 'gate_active_requests',
     help: 'Requests in flight',
     registers: [this.registry],
-    collect: () => this.active.set(this.inflight().requests),
+    collect: () => this.active.set(this.sources.inflight().requests),
   })
   readonly activeStreams: Gauge = new Gauge({
     name: 'gate_active_streams',
     help: 'Streaming responses in flight',
     registers: [this.registry],
-    collect: () => this.activeStreams.set(this.inflight().streams),
+    collect: () => this.activeStreams.set(this.sources.inflight().streams),
   })
   readonly providerUp = new Gauge({
     name: 'gate_provider_up',
@@ -52,7 +81,7 @@ export class Metrics {
     registers: [this.registry],
     collect: () => {
       this.providerUp.reset()
-      for (const p of this.providers()) this.providerUp.set({ provider: p.name }, p.healthy ? 1 : 0)
+      for (const p of this.sources.providers()) this.providerUp.set({ provider: p.name }, p.healthy ? 1 : 0)
     },
   })
   readonly breakerOpen = new Gauge({
@@ -62,7 +91,7 @@ export class Metrics {
     registers: [this.registry],
     collect: () => {
       this.breakerOpen.reset()
-      for (const p of this.providers())
+      for (const p of this.sources.providers())
         this.breakerOpen.set({ provider: p.name }, p.breaker === 'closed' ? 0 : 1)
     },
   })

@@ -22,8 +22,8 @@ export class RequestLog {
   readonly #recent: RequestRecord[] = []
   readonly usage = new Map<string, UsageTotals>()
   total = 0
-  readonly byStatus = new Map<number, number>()
-  readonly byRoute = new Map<string, number>()
+  /** Finished requests by route, then status. */
+  readonly #counts = new Map<string, Map<number, number>>()
 
   constructor(path: string) {
     this.#file = createWriteStream(path, { flags: 'a', mode: 0o600 })
@@ -35,8 +35,12 @@ export class RequestLog {
     this.#pending += `${JSON.stringify(record)}\n`
     this.#recent[this.total % REQUEST_HISTORY_SIZE] = record
     this.total++
-    this.byStatus.set(record.status, (this.byStatus.get(record.status) ?? 0) + 1)
-    this.byRoute.set(record.route, (this.byRoute.get(record.route) ?? 0) + 1)
+    let byStatus = this.#counts.get(record.route)
+    if (!byStatus) {
+      byStatus = new Map()
+      this.#counts.set(record.route, byStatus)
+    }
+    byStatus.set(record.status, (byStatus.get(record.status) ?? 0) + 1)
     let totals = this.usage.get(record.consumer)
     if (!totals) {
       totals = { requests: 0, prompt_tokens: 0, completion_tokens: 0 }
@@ -45,6 +49,13 @@ export class RequestLog {
     totals.requests++
     totals.prompt_tokens += record.usage?.prompt_tokens ?? 0
     totals.completion_tokens += record.usage?.completion_tokens ?? 0
+  }
+
+  /** Finished requests by route and status. */
+  *counts(): Generator<{ route: string; status: number; count: number }> {
+    for (const [route, byStatus] of this.#counts) {
+      for (const [status, count] of byStatus) yield { route, status, count }
+    }
   }
 
   /** The latest `limit` records, newest first. */

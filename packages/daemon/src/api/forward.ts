@@ -14,8 +14,11 @@ export interface ForwardRequest {
   headers: Record<string, string | string[]>
   body: Buffer
   timeoutMs: number
-  /** Set when the client has gone away; the upstream request is then aborted. */
-  signal: AbortSignal
+}
+
+/** The client went away before its whole response was written. */
+export function clientGone(res: ServerResponse): boolean {
+  return res.destroyed && !res.writableFinished
 }
 
 export type ForwardResult =
@@ -49,9 +52,9 @@ export async function forward(request: ForwardRequest, candidates: Provider[]): 
     if (!provider.breaker.tryAcquire()) continue
     const result = await attempt(request, provider, i === candidates.length - 1)
     if (result.ok && result.status < 500) provider.breaker.success()
-    else if (request.signal.aborted) provider.breaker.release()
+    else if (clientGone(request.res)) provider.breaker.release()
     else provider.breaker.failure()
-    if (result.ok || result.sent || request.signal.aborted) return result
+    if (result.ok || result.sent || clientGone(request.res)) return result
     last = result
   }
   // Every candidate's breaker refused (another request took the half-open probe).
@@ -87,7 +90,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
   #sent = false
   #chunks: Buffer[] = []
   #size = 0
-  #onAbort: (() => void) | undefined
+  #onClose: (() => void) | undefined
   /** The stream's `[DONE]` went through: a client closing now has had everything. */
   #complete = false
 
@@ -104,13 +107,16 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
-    const { signal } = this.#request
-    if (signal.aborted) {
+    const { res } = this.#request
+    if (clientGone(res)) {
       controller.abort(new Error('client closed the request'))
       return
     }
-    this.#onAbort = () => controller.abort(new Error('client closed the request'))
-    signal.addEventListener('abort', this.#onAbort, { once: true })
+    // A client that goes away aborts the upstream request (the engine sees the abort).
+    this.#onClose = () => {
+      if (!res.writableFinished) controller.abort(new Error('client closed the request'))
+    }
+    res.once('close', this.#onClose)
   }
 
   onResponseStart(
@@ -186,7 +192,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
       return
     }
     const error = toUpstreamError(this.#provider, err)
-    if (this.#sent && !this.#request.signal.aborted) {
+    if (this.#sent && !clientGone(this.#request.res)) {
       // Mid-stream failure: end the SSE stream with an error event and no [DONE].
       this.#request.res.end(`data: ${openAiErrorBody(error)}\n\n`)
     }
@@ -194,7 +200,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
   }
 
   #cleanup(): void {
-    if (this.#onAbort) this.#request.signal.removeEventListener('abort', this.#onAbort)
+    if (this.#onClose) this.#request.res.off('close', this.#onClose)
   }
 }
 

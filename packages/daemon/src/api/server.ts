@@ -17,7 +17,7 @@ import type { Metrics } from '../metrics.ts'
 import type { ProviderRegistry } from '../providers/registry.ts'
 import type { RequestLog } from '../request-log.ts'
 import { sendError, toGateError } from './errors.ts'
-import { forward } from './forward.ts'
+import { clientGone, forward } from './forward.ts'
 import { checkApiKey, checkLocalRequest, isLoopbackOrigin } from './guards.ts'
 import type { Usage } from './usage.ts'
 
@@ -68,7 +68,6 @@ interface Exchange {
   consumer: string
   usage: Usage | null
   error: string | null
-  abort: AbortController
   /** Settles when the upstream exchange is over. */
   forwarded: Promise<unknown>
   /** The whole response reached the client, even if it closed the connection before our last write (SSE after `[DONE]`). */
@@ -139,7 +138,6 @@ export class ApiServer {
       consumer: 'local',
       usage: null,
       error: null,
-      abort: new AbortController(),
       forwarded: Promise.resolve(),
       complete: false,
     }
@@ -198,7 +196,6 @@ export class ApiServer {
     res.once('close', () => {
       this.#active--
       this.#inflight.delete(ex)
-      if (!res.writableFinished) ex.abort.abort()
       // Recorded once the forward has settled and stored its outcome (its continuation was registered first).
       void ex.forwarded.then(() => this.#record(ex))
     })
@@ -223,7 +220,6 @@ export class ApiServer {
         headers: upstreamHeaders(req),
         body,
         timeoutMs: config.security.request_timeout * 1000,
-        signal: ex.abort.signal,
       },
       candidates,
     )
@@ -236,7 +232,7 @@ export class ApiServer {
       return
     }
     ex.error = result.error.message
-    if (!result.sent && !ex.abort.signal.aborted) sendError(res, result.error as GateError)
+    if (!result.sent && !clientGone(res)) sendError(res, result.error as GateError)
   }
 
   #fail(ex: Exchange, err: GateError): void {
@@ -251,12 +247,7 @@ export class ApiServer {
     const status = ex.res.writableFinished || ex.complete ? ex.res.statusCode : 499
     const latency = performance.now() - ex.start
     const { metrics, requestLog, events } = this.#c
-    metrics.requests.inc({ route: ex.route, status })
     metrics.duration.observe({ route: ex.route }, latency / 1000)
-    if (ex.usage) {
-      metrics.tokens.inc({ consumer: ex.consumer, kind: 'prompt' }, ex.usage.prompt_tokens)
-      metrics.tokens.inc({ consumer: ex.consumer, kind: 'completion' }, ex.usage.completion_tokens)
-    }
     const record = {
       id: ex.id,
       time: new Date(Date.now() - latency).toISOString(),

@@ -115,13 +115,15 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
         prompt += u.prompt_tokens
         completion += u.completion_tokens
       }
+      const byStatus: Record<string, number> = {}
+      const byRoute: Record<string, number> = {}
+      for (const { route, status, count } of requestLog.counts()) {
+        byStatus[status] = (byStatus[status] ?? 0) + count
+        byRoute[route] = (byRoute[route] ?? 0) + count
+      }
       return {
         uptime_s: Math.round(daemon.uptimeSeconds),
-        requests: {
-          total: requestLog.total,
-          by_status: Object.fromEntries([...requestLog.byStatus].map(([k, v]) => [String(k), v])),
-          by_route: Object.fromEntries(requestLog.byRoute),
-        },
+        requests: { total: requestLog.total, by_status: byStatus, by_route: byRoute },
         active_requests: api.active,
         tokens: { prompt, completion },
         usage: Object.fromEntries(requestLog.usage),
