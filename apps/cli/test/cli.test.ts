@@ -188,9 +188,9 @@ describe('gate CLI with a daemon', () => {
 
     const follow = gate.spawn(['logs', '--follow', '--lines', '1'])
     try {
-      await waitForOutput(follow, /INFO/)
-      await gate.run(['config', 'set', 'node.log_level', 'debug'])
-      await waitForOutput(follow, /config reloaded/)
+      const tail = await waitForOutput(follow, /INFO/)
+      assert.equal((await gate.run(['config', 'set', 'node.log_level', 'debug'])).code, 0)
+      await waitForOutput(follow, /config reloaded/, { after: tail.length })
     } finally {
       follow.kill('SIGINT')
     }

@@ -33,8 +33,15 @@ export async function gateHome(config: Record<string, unknown> = {}): Promise<Ga
   const network = { http_port: 0, control_port: 0, ...(config.network as object) }
   await writeFile(join(home, 'config.json'), JSON.stringify({ ...config, network }, null, 2))
   const env = { ...process.env, GATE_HOME: home, GATE_PASSPHRASE: 'cli-test-passphrase', NO_COLOR: '1' }
-  const spawnGate = (args: string[], options: { env?: NodeJS.ProcessEnv } = {}) =>
-    spawn(process.execPath, [BIN, ...args], { env: { ...env, ...options.env }, stdio: 'pipe' })
+  const spawnGate = (args: string[], options: { env?: NodeJS.ProcessEnv } = {}) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...env, ...options.env }, stdio: 'pipe' })
+    const output = { text: '' }
+    outputs.set(child, output)
+    child.stdout?.on('data', (d) => {
+      output.text += d
+    })
+    return child
+  }
   const run = (args: string[], options: { env?: NodeJS.ProcessEnv; input?: string } = {}) =>
     new Promise<GateResult>((resolve, reject) => {
       const child = spawnGate(args, options)
@@ -64,26 +71,36 @@ export async function gateHome(config: Record<string, unknown> = {}): Promise<Ga
   return { home, env, run, spawn: spawnGate, [Symbol.asyncDispose]: dispose }
 }
 
-/** Resolves with the first stdout text of `child` that matches `pattern`, rejecting after `timeoutMs`. */
-export function waitForOutput(child: ChildProcess, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
+/** Everything each spawned process has printed on stdout so far. */
+const outputs = new WeakMap<ChildProcess, { text: string }>()
+
+/**
+ * Resolves with the stdout of `child` (all of it since it started) once the part after the
+ * first `after` characters matches `pattern`; rejects after `timeoutMs`.
+ */
+export function waitForOutput(
+  child: ChildProcess,
+  pattern: RegExp,
+  { after = 0, timeoutMs = 20_000 }: { after?: number; timeoutMs?: number } = {},
+): Promise<string> {
+  const output = outputs.get(child)
+  if (!output) throw new Error('not a process started by gateHome().spawn')
   return new Promise((resolve, reject) => {
-    let seen = ''
-    const onData = (d: Buffer) => {
-      seen += d
-      if (pattern.test(seen)) {
-        cleanup()
-        resolve(seen)
-      }
+    const check = () => {
+      if (!pattern.test(output.text.slice(after))) return
+      cleanup()
+      resolve(output.text)
     }
     const timer = setTimeout(() => {
       cleanup()
-      reject(new Error(`no output matching ${pattern} within ${timeoutMs} ms; got: ${seen}`))
+      reject(new Error(`no output matching ${pattern} within ${timeoutMs} ms; got: ${output.text}`))
     }, timeoutMs)
     const cleanup = () => {
       clearTimeout(timer)
-      child.stdout?.off('data', onData)
+      child.stdout?.off('data', check)
     }
-    child.stdout?.on('data', onData)
+    child.stdout?.on('data', check)
+    check()
   })
 }
 

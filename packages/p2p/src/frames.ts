@@ -1,0 +1,252 @@
+import type { Stream, StreamCloseEvent } from '@libp2p/interface'
+import { Uint8ArrayList } from 'uint8arraylist'
+
+/**
+ * Gate's stream framing: each frame is an unsigned varint length, then that many bytes: a type
+ * byte and the payload. A frame over the size cap, an unknown type, a head that is not a JSON
+ * object, or more data than the receiver allowed is a protocol error that resets the one stream
+ * it came on.
+ *
+ * Flow control is Gate's own, per stream and each way, because libp2p 3.3 does not carry a slow
+ * reader back to the writer on every transport (the QUIC transport keeps reading whatever the
+ * application does): a writer may have at most RECEIVE_WINDOW bytes of data frames that the
+ * reader's application has not taken yet; the reader grants more with `credit` frames as it
+ * takes them. Writes also wait for the stream's `drain` event when its send buffer is full
+ * (`stream.onDrain()` in libp2p 3.3 resolves at once after the first drain, so it is not used).
+ */
+export const FRAME_TYPES = { head: 1, data: 2, end: 3, error: 4, credit: 5 } as const
+export type FrameType = keyof typeof FRAME_TYPES
+
+/** Largest frame accepted, type byte included; bodies are cut into data frames below it. @default 256 KiB */
+export const MAX_FRAME_BYTES = 256 * 1024
+/** Data bytes a writer may send ahead of the reader's application. @default 1 MiB */
+export const RECEIVE_WINDOW = 1024 * 1024
+/** A varint for a length up to 2^35 fits in 5 bytes; more is garbage. */
+const MAX_VARINT_BYTES = 5
+
+/** What the exchange layers see; credit frames stay inside FrameStream. */
+export type Frame =
+  | { type: 'head'; value: Record<string, unknown> }
+  | { type: 'data'; bytes: Uint8Array }
+  | { type: 'end' }
+  | { type: 'error'; value: Record<string, unknown> }
+
+const NAMES = new Map<number, FrameType>(Object.entries(FRAME_TYPES).map(([k, v]) => [v, k as FrameType]))
+
+/** The peer broke the protocol (or the stream ended mid-exchange): the stream is reset. */
+export class ProtocolError extends Error {
+  override name = 'ProtocolError'
+}
+
+/** Frames in both directions on one stream. */
+export class FrameStream {
+  readonly stream: Stream
+  readonly #max: number
+  readonly #buffer = new Uint8ArrayList()
+  /** Parsed frames the application has not read yet (at most RECEIVE_WINDOW of data). */
+  readonly #queue: Frame[] = []
+  #ended = false
+  #error: Error | undefined
+  #wakeReader: (() => void) | undefined
+  #wakeWriter: (() => void) | undefined
+  /** Data bytes we may still send. */
+  #credit = RECEIVE_WINDOW
+  /** Data bytes the peer may still send us. */
+  #allowance = RECEIVE_WINDOW
+  /** Data bytes our application has taken but we have not granted back yet. */
+  #taken = 0
+
+  constructor(stream: Stream, maxFrameBytes = MAX_FRAME_BYTES) {
+    this.stream = stream
+    this.#max = maxFrameBytes
+    stream.addEventListener('message', (event) => {
+      this.#buffer.append(event.data)
+      try {
+        this.#parseAll()
+      } catch (err) {
+        this.#error = err as Error
+        stream.abort(err as Error)
+      }
+      this.#notify()
+    })
+    // 'end': nothing is buffered and nothing more will come. A stream closed with an error
+    // (reset, aborted) has dropped its buffers and ends at once.
+    stream.addEventListener('end', () => {
+      this.#ended = true
+      this.#notify()
+    })
+    stream.addEventListener('close', (event) => {
+      const { error } = event as StreamCloseEvent
+      if (error) this.#error ??= error
+      this.#ended = true
+      this.#notify()
+    })
+    if (stream.readableEnded) this.#ended = true
+  }
+
+  #notify(): void {
+    const reader = this.#wakeReader
+    const writer = this.#wakeWriter
+    this.#wakeReader = undefined
+    this.#wakeWriter = undefined
+    reader?.()
+    writer?.()
+  }
+
+  /** The next frame. Throws ProtocolError for a malformed frame or when the stream ends first. */
+  async read(signal?: AbortSignal): Promise<Frame> {
+    for (;;) {
+      const frame = this.#queue.shift()
+      if (frame) {
+        if (frame.type === 'data') this.#took(frame.bytes.length)
+        return frame
+      }
+      if (this.#error) throw this.#error
+      if (this.#ended) throw new ProtocolError('the stream ended before the exchange did')
+      signal?.throwIfAborted()
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => reject(signal?.reason)
+        signal?.addEventListener('abort', onAbort, { once: true })
+        this.#wakeReader = () => {
+          signal?.removeEventListener('abort', onAbort)
+          resolve()
+        }
+      })
+    }
+  }
+
+  /** Grants the peer more data once our application has taken half a window. */
+  #took(bytes: number): void {
+    this.#taken += bytes
+    if (this.#taken < RECEIVE_WINDOW / 2 || this.stream.writeStatus !== 'writable') return
+    const grant = this.#taken
+    this.#taken = 0
+    this.#allowance += grant
+    const payload = new Uint8Array(4)
+    new DataView(payload.buffer).setUint32(0, grant)
+    this.stream.send(encodeFrame('credit', payload))
+  }
+
+  #parseAll(): void {
+    for (let frame = this.#parse(); frame; frame = this.#parse()) {
+      if (frame.type === 'data') {
+        this.#allowance -= frame.bytes.length
+        if (this.#allowance < 0) throw new ProtocolError('the peer sent more data than it was allowed')
+      }
+      this.#queue.push(frame)
+    }
+  }
+
+  #parse(): Frame | undefined {
+    for (;;) {
+      const buffer = this.#buffer
+      let length = 0
+      let i = 0
+      for (; ; i++) {
+        if (i >= buffer.byteLength) return undefined
+        if (i >= MAX_VARINT_BYTES) throw new ProtocolError('malformed frame length')
+        const byte = buffer.get(i)
+        length += (byte & 0x7f) * 2 ** (7 * i)
+        if (byte < 0x80) break
+      }
+      if (length === 0) throw new ProtocolError('empty frame')
+      if (length > this.#max)
+        throw new ProtocolError(`frame of ${length} bytes is over the ${this.#max}-byte cap`)
+      const start = i + 1
+      if (buffer.byteLength < start + length) return undefined
+      const kind = buffer.get(start)
+      const payload = buffer.subarray(start + 1, start + length)
+      buffer.consume(start + length)
+      switch (NAMES.get(kind)) {
+        case 'data':
+          return { type: 'data', bytes: payload }
+        case 'end':
+          return { type: 'end' }
+        case 'head':
+          return { type: 'head', value: parseObject(payload) }
+        case 'error':
+          return { type: 'error', value: parseObject(payload) }
+        case 'credit':
+          if (payload.length !== 4) throw new ProtocolError('malformed credit frame')
+          this.#credit += new DataView(payload.buffer, payload.byteOffset, 4).getUint32(0)
+          continue
+        default:
+          throw new ProtocolError(`unknown frame type ${kind}`)
+      }
+    }
+  }
+
+  /** Sends a frame, waiting first for credit (data) and while the stream's send buffer is full. */
+  async write(frame: Frame): Promise<void> {
+    let payload: Uint8Array | undefined
+    if (frame.type === 'data') {
+      payload = frame.bytes
+      while (this.#credit < payload.length) {
+        if (this.#error || this.#ended || this.stream.writeStatus !== 'writable') {
+          throw this.#error ?? new ProtocolError('the stream closed while sending')
+        }
+        await new Promise<void>((resolve) => {
+          this.#wakeWriter = resolve
+        })
+      }
+      this.#credit -= payload.length
+    } else if (frame.type === 'head' || frame.type === 'error') {
+      payload = new TextEncoder().encode(JSON.stringify(frame.value))
+    }
+    if (this.stream.writableNeedsDrain) await drained(this.stream)
+    this.stream.send(encodeFrame(frame.type, payload))
+  }
+
+  /** Sends a body as data frames under the cap. */
+  async writeData(bytes: Uint8Array): Promise<void> {
+    const step = this.#max - 1
+    for (let at = 0; at < bytes.length; at += step) {
+      await this.write({ type: 'data', bytes: bytes.subarray(at, at + step) })
+    }
+  }
+}
+
+function encodeFrame(type: FrameType, payload?: Uint8Array): Uint8ArrayList {
+  const out = new Uint8ArrayList(encodeVarint(1 + (payload?.length ?? 0)), Uint8Array.of(FRAME_TYPES[type]))
+  if (payload) out.append(payload)
+  return out
+}
+
+/** Resolves on the stream's next `drain`; rejects if it closes first. */
+function drained(stream: Stream): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onDrain = () => {
+      stream.removeEventListener('close', onClose)
+      resolve()
+    }
+    const onClose = (event: Event) => {
+      stream.removeEventListener('drain', onDrain)
+      reject((event as StreamCloseEvent).error ?? new ProtocolError('the stream closed while sending'))
+    }
+    stream.addEventListener('drain', onDrain, { once: true })
+    stream.addEventListener('close', onClose, { once: true })
+  })
+}
+
+function encodeVarint(n: number): Uint8Array {
+  const out: number[] = []
+  while (n >= 0x80) {
+    out.push((n % 0x80) | 0x80)
+    n = Math.floor(n / 0x80)
+  }
+  out.push(n)
+  return Uint8Array.from(out)
+}
+
+function parseObject(bytes: Uint8Array): Record<string, unknown> {
+  let value: unknown
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes))
+  } catch {
+    throw new ProtocolError('head frame is not JSON')
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ProtocolError('head frame is not a JSON object')
+  }
+  return value as Record<string, unknown>
+}

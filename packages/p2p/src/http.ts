@@ -1,0 +1,244 @@
+import type { Connection, Stream, StreamHandler } from '@libp2p/interface'
+import { type Frame, FrameStream, ProtocolError } from './frames.ts'
+
+/** One HTTP exchange per stream: request head, body, end; response head, body, end. */
+export const HTTP_PROTOCOL = '/gate/http/1.0.0'
+
+/** How long a peer may take to send a whole request before its stream is reset. @default 30 s */
+export const REQUEST_READ_TIMEOUT_MS = 30_000
+
+export type HeaderMap = Record<string, string | string[]>
+
+export interface RequestHead {
+  method: string
+  /** Path and query, e.g. `/v1/chat/completions`. */
+  path: string
+  headers: HeaderMap
+}
+
+export interface ResponseHead {
+  status: number
+  headers: HeaderMap
+}
+
+/** The answer to an exchange: its head, and its body as it arrives. */
+export interface PeerResponse {
+  head: ResponseHead
+  /**
+   * Data frames as they arrive. Throws PeerStreamError when the peer reports an error or the
+   * stream breaks before the end; stopping early (break) resets the stream, which cancels the
+   * request at the peer.
+   */
+  body: AsyncGenerator<Uint8Array, void, undefined>
+}
+
+/** The exchange failed after it started: the peer sent an error frame or the stream broke. */
+export class PeerStreamError extends Error {
+  override name = 'PeerStreamError'
+}
+
+/**
+ * Sends one request on a fresh `/gate/http` stream and waits for the response head. Aborting
+ * `signal` resets the stream at any point, which the peer sees as the client going away.
+ */
+export async function sendRequest(
+  stream: Stream,
+  request: { head: RequestHead; body: Uint8Array },
+  signal?: AbortSignal,
+): Promise<PeerResponse> {
+  const frames = new FrameStream(stream)
+  const onAbort = () => stream.abort(signal?.reason ?? new Error('request aborted'))
+  if (signal?.aborted) onAbort()
+  signal?.addEventListener('abort', onAbort, { once: true })
+  const done = () => signal?.removeEventListener('abort', onAbort)
+  try {
+    await frames.write({ type: 'head', value: { ...request.head } })
+    await frames.writeData(request.body)
+    await frames.write({ type: 'end' })
+    const first = await frames.read(signal)
+    if (first.type === 'error') throw new PeerStreamError(errorMessage(first))
+    if (first.type !== 'head') throw new ProtocolError(`expected a response head, got a ${first.type} frame`)
+    const head = parseResponseHead(first.value)
+    return { head, body: readBody(frames, signal, done) }
+  } catch (err) {
+    done()
+    fail(stream, err)
+    throw asPeerError(err)
+  }
+}
+
+async function* readBody(
+  frames: FrameStream,
+  signal: AbortSignal | undefined,
+  done: () => void,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  let finished = false
+  try {
+    for (;;) {
+      const frame = await frames.read(signal)
+      if (frame.type === 'data') yield frame.bytes
+      else if (frame.type === 'end') break
+      else if (frame.type === 'error') throw new PeerStreamError(errorMessage(frame))
+      else throw new ProtocolError('unexpected head frame in a response body')
+    }
+    finished = true
+    await frames.stream.close().catch(() => {})
+  } catch (err) {
+    throw asPeerError(err)
+  } finally {
+    done()
+    // Broken, or the consumer stopped early: reset so the peer stops work for us.
+    if (!finished) fail(frames.stream, new Error('response not read to the end'))
+  }
+}
+
+/** What a `/gate/http` handler gets: the request, who sent it, and a signal for its going away. */
+export interface IncomingRequest {
+  head: RequestHead
+  body: Uint8Array
+  connection: Connection
+  /** Aborts when the requester resets the stream or goes away before the response is done. */
+  signal: AbortSignal
+}
+
+/** Writes the response of one exchange; every call waits while the stream is full. */
+export interface ResponseWriter {
+  head(head: ResponseHead): Promise<void>
+  data(bytes: Uint8Array): Promise<void>
+  end(): Promise<void>
+  /** Ends the exchange with an error (before or after the head). */
+  error(message: string): Promise<void>
+}
+
+export interface HttpServerOptions {
+  /** Largest request body taken; a larger one resets the stream. */
+  maxBodyBytes: number
+  /** How long the whole request may take to arrive. @default REQUEST_READ_TIMEOUT_MS */
+  requestTimeoutMs?: number
+  /** Told about streams reset for breaking the protocol. */
+  onProtocolError?: (err: Error, connection: Connection) => void
+}
+
+/** A `/gate/http` stream handler that reads each request whole and hands it to `serve`. */
+export function httpStreamHandler(
+  serve: (request: IncomingRequest, response: ResponseWriter) => Promise<void>,
+  options: HttpServerOptions,
+): StreamHandler {
+  return async (stream, connection) => {
+    const frames = new FrameStream(stream)
+    const gone = new AbortController()
+    let request: { head: RequestHead; body: Uint8Array }
+    try {
+      const deadline = AbortSignal.timeout(options.requestTimeoutMs ?? REQUEST_READ_TIMEOUT_MS)
+      request = await readRequest(frames, options.maxBodyBytes, deadline)
+    } catch (err) {
+      options.onProtocolError?.(err as Error, connection)
+      fail(stream, err)
+      return
+    }
+    let responded = false
+    // The requester keeps its side open until the response ends: anything else that arrives
+    // (end of stream, reset, a stray frame) means it went away.
+    void frames.read().then(
+      () => {
+        if (!responded) fail(stream, new ProtocolError('frame after the request end'))
+      },
+      (err: unknown) => {
+        if (!responded) gone.abort(err)
+      },
+    )
+    stream.addEventListener('close', () => {
+      if (!responded) gone.abort(new Error('stream closed'))
+    })
+    const response: ResponseWriter = {
+      head: (head) => frames.write({ type: 'head', value: { ...head } }),
+      data: (bytes) => frames.writeData(bytes),
+      end: async () => {
+        responded = true
+        await frames.write({ type: 'end' })
+        await stream.close().catch(() => {})
+      },
+      error: async (message) => {
+        responded = true
+        await frames.write({ type: 'error', value: { message } })
+        await stream.close().catch(() => {})
+      },
+    }
+    try {
+      await serve({ ...request, connection, signal: gone.signal }, response)
+    } catch (err) {
+      fail(stream, err)
+    }
+  }
+}
+
+async function readRequest(
+  frames: FrameStream,
+  maxBodyBytes: number,
+  signal: AbortSignal,
+): Promise<{ head: RequestHead; body: Uint8Array }> {
+  const first = await frames.read(signal)
+  if (first.type !== 'head') throw new ProtocolError(`expected a request head, got a ${first.type} frame`)
+  const head = parseRequestHead(first.value)
+  const parts: Uint8Array[] = []
+  let size = 0
+  for (;;) {
+    const frame: Frame = await frames.read(signal)
+    if (frame.type === 'end') break
+    if (frame.type !== 'data') throw new ProtocolError(`unexpected ${frame.type} frame in a request body`)
+    size += frame.bytes.length
+    if (size > maxBodyBytes) throw new ProtocolError(`request body over ${maxBodyBytes} bytes`)
+    parts.push(frame.bytes)
+  }
+  return { head, body: parts.length === 1 ? (parts[0] as Uint8Array) : Buffer.concat(parts) }
+}
+
+function parseRequestHead(value: Record<string, unknown>): RequestHead {
+  const { method, path, headers } = value
+  if (
+    typeof method !== 'string' ||
+    typeof path !== 'string' ||
+    !path.startsWith('/') ||
+    !isHeaders(headers)
+  ) {
+    throw new ProtocolError('request head needs method, path and headers')
+  }
+  return { method, path, headers }
+}
+
+function parseResponseHead(value: Record<string, unknown>): ResponseHead {
+  const { status, headers } = value
+  if (
+    typeof status !== 'number' ||
+    !Number.isInteger(status) ||
+    status < 100 ||
+    status > 599 ||
+    !isHeaders(headers)
+  ) {
+    throw new ProtocolError('response head needs status and headers')
+  }
+  return { status, headers }
+}
+
+function isHeaders(value: unknown): value is HeaderMap {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false
+  return Object.values(value).every(
+    (v) => typeof v === 'string' || (Array.isArray(v) && v.every((item) => typeof item === 'string')),
+  )
+}
+
+function errorMessage(frame: { value: Record<string, unknown> }): string {
+  return typeof frame.value.message === 'string' ? frame.value.message : 'the peer failed the request'
+}
+
+function asPeerError(err: unknown): unknown {
+  if (err instanceof ProtocolError) return new PeerStreamError(err.message, { cause: err })
+  return err
+}
+
+/** Resets a stream that is still open. */
+function fail(stream: Stream, err: unknown): void {
+  if (stream.status === 'open' || stream.status === 'closing') {
+    stream.abort(err instanceof Error ? err : new Error(String(err)))
+  }
+}

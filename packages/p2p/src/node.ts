@@ -1,0 +1,57 @@
+import { noise } from '@chainsafe/libp2p-noise'
+import { quic } from '@chainsafe/libp2p-quic'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { type Identity, libp2pPrivateKey } from '@gate/core'
+import { type Identify, identify } from '@libp2p/identify'
+import type { Libp2p } from '@libp2p/interface'
+import { type KadDHT, kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { type Ping, ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p } from 'libp2p'
+
+/** Gate's own DHT: Gate nodes do not join the public IPFS one. */
+export const DHT_PROTOCOL = '/gate/kad/1.0.0'
+
+export type GateServices = { identify: Identify; ping: Ping; dht: KadDHT }
+export type GateLibp2p = Libp2p<GateServices>
+
+export interface P2PNodeInit {
+  identity: Identity
+  /** `network.p2p_host`, e.g. `0.0.0.0`. */
+  host: string
+  /** `network.p2p_port`: QUIC on UDP and TCP on the same number; 0 picks free ports. */
+  port: number
+}
+
+/**
+ * A started libp2p node under the Gate identity: QUIC first, TCP + noise + yamux as fallback,
+ * identify, ping and a Kademlia DHT in server mode on Gate's protocol.
+ */
+export async function createP2PNode(init: P2PNodeInit): Promise<GateLibp2p> {
+  const { host, port } = init
+  return createLibp2p({
+    privateKey: libp2pPrivateKey(init.identity),
+    addresses: { listen: [`/ip4/${host}/udp/${port}/quic-v1`, `/ip4/${host}/tcp/${port}`] },
+    // QUIC brings its own TLS 1.3 and stream muxing; noise and yamux serve TCP only.
+    transports: [quic(), tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: {
+      identify: identify(),
+      // The DHT pings every new contact through this service; with the default single outbound
+      // stream per connection, a ping of our own racing it fails.
+      ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 4 }),
+      dht: kadDHT({
+        protocol: DHT_PROTOCOL,
+        // The code default is client mode until a public address shows up, which never happens
+        // on a LAN; and the default mapper drops private and loopback addresses.
+        clientMode: false,
+        peerInfoMapper: passthroughMapper,
+        allowQueryWithZeroPeers: true,
+        logPrefix: 'libp2p:gate-dht',
+        datastorePrefix: '/gate-dht',
+        metricsPrefix: 'gate_dht',
+      }),
+    },
+  })
+}

@@ -1,0 +1,42 @@
+import { generateIdentity } from '@gate/core'
+import type { Connection } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { createP2PNode, type GateLibp2p } from '../../src/index.ts'
+
+export type Transport = 'quic' | 'tcp'
+export const TRANSPORTS: Transport[] = ['quic', 'tcp']
+
+/** Started nodes on 127.0.0.1 with random ports; disposing stops them all. */
+export async function startNodes(count: number): Promise<GateLibp2p[] & AsyncDisposable> {
+  const nodes = await Promise.all(
+    Array.from({ length: count }, () =>
+      createP2PNode({ identity: generateIdentity(), host: '127.0.0.1', port: 0 }),
+    ),
+  )
+  return Object.assign(nodes, {
+    [Symbol.asyncDispose]: async () => {
+      await Promise.all(nodes.map((n) => n.stop()))
+    },
+  })
+}
+
+export function addressOf(node: GateLibp2p, transport: Transport): Multiaddr {
+  const found = node
+    .getMultiaddrs()
+    .find((ma) => ma.getComponents().some((c) => c.name === (transport === 'quic' ? 'quic-v1' : 'tcp')))
+  if (!found) throw new Error(`node has no ${transport} address`)
+  return found
+}
+
+/** A new connection from `from` to `to` over `transport` (not a reused one on another transport). */
+export function connect(from: GateLibp2p, to: GateLibp2p, transport: Transport): Promise<Connection> {
+  return from.dial(addressOf(to, transport), { force: true, signal: AbortSignal.timeout(10_000) })
+}
+
+/** Two started nodes; disposing stops both. */
+export async function startPair(): Promise<{ a: GateLibp2p; b: GateLibp2p } & AsyncDisposable> {
+  const nodes = await startNodes(2)
+  const [a, b] = nodes
+  if (!a || !b) throw new Error('unreachable')
+  return { a, b, [Symbol.asyncDispose]: () => nodes[Symbol.asyncDispose]() }
+}
