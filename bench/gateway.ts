@@ -145,7 +145,7 @@ async function startGate(
 ): Promise<{ url: string; pid: number; stop(): Promise<void> }> {
   const home = join(dir, 'gate')
   const config = {
-    network: { http_port: 0, control_port: 0 },
+    network: { http_port: 0, control_port: 0, p2p_port: 0, p2p_host: '127.0.0.1' },
     providers: [{ name: 'engine', kind: 'openai', url: engineUrl }],
     // Above wrk's 64 connections, so no request is refused at the cap.
     security: { max_concurrent_requests: 256 },

@@ -14,3 +14,7 @@ export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 export const HEALTH_CHECK_TIMEOUT_MS = 5000
 /** Seconds a client is told to wait when the daemon is at its concurrency cap. @default 1 */
 export const RETRY_AFTER_SECONDS = 1
+/** How long reaching a peer (dial and protocol negotiation) may take. @default 10_000 ms */
+export const PEER_DIAL_TIMEOUT_MS = 10_000
+/** Header naming the peer a request came from; only the API's peer socket takes it. */
+export const PEER_HEADER = 'x-gate-peer'

@@ -1,6 +1,5 @@
 import { rm } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import {
   type Config,
   createOsKeyring,
@@ -23,6 +22,7 @@ import { createControlServer } from './control/server.ts'
 import { loadOrCreateControlToken } from './control-token.ts'
 import { EventBus } from './events.ts'
 import { createLogger } from './logger.ts'
+import { Mesh } from './mesh.ts'
 import { Metrics } from './metrics.ts'
 import { ProviderRegistry } from './providers/registry.ts'
 import { RequestLog } from './request-log.ts'
@@ -48,6 +48,9 @@ export interface DaemonInit {
 export interface RuntimeInfo {
   pid: number
   node_id: string
+  peer_id: string
+  /** P2P multiaddrs, each ending in `/p2p/<peer_id>`. */
+  p2p: string[]
   http: { host: string; port: number }
   control: { host: string; port: number }
   started_at: string
@@ -61,6 +64,7 @@ interface Running {
   identity: Identity
   providers: ProviderRegistry
   requestLog: RequestLog
+  mesh: Mesh
   api: ApiServer
   control: ReturnType<typeof createControlServer>
   runtime: RuntimeInfo
@@ -135,6 +139,9 @@ export class Daemon {
       terminal: this.#init.terminal ?? false,
       onLine: (line) => this.events.emit('log', line),
     })
+    // What has started so far, stopped again if a later step fails.
+    let mesh: Mesh | undefined
+    let api: ApiServer | undefined
     try {
       const { identity, created } = await loadOrCreateIdentity({
         ...this.keyStore,
@@ -145,8 +152,15 @@ export class Daemon {
       const providers = new ProviderRegistry()
       await providers.update(config.providers)
       const requestLog = new RequestLog(paths.requestLog)
-      const api = new ApiServer({
+      mesh = await Mesh.start({
+        identity,
+        config: () => configManager.config,
+        peerSocket: paths.peerSocket,
+        logger,
+      })
+      api = new ApiServer({
         nodeId: identity.nodeId,
+        mesh,
         config: () => configManager.config,
         providers,
         requestLog,
@@ -161,6 +175,7 @@ export class Daemon {
         identity,
         providers,
         requestLog,
+        mesh,
         api,
       } as Running
       running.control = createControlServer({
@@ -170,18 +185,16 @@ export class Daemon {
         metrics: this.metrics,
         logger,
       })
+      await rm(paths.peerSocket, { force: true })
+      await api.listenPeer(paths.peerSocket)
       const httpAddress = await api.listen(LOCAL_HOST, config.network.http_port)
-      let controlAddress: AddressInfo
-      try {
-        controlAddress = await running.control.listen(LOCAL_HOST, config.network.control_port)
-      } catch (err) {
-        await api.close(0)
-        throw err
-      }
+      const controlAddress = await running.control.listen(LOCAL_HOST, config.network.control_port)
       this.#startedAt = Date.now()
       running.runtime = {
         pid: process.pid,
         node_id: identity.nodeId,
+        peer_id: identity.peerId,
+        p2p: mesh.addresses(),
         http: { host: LOCAL_HOST, port: httpAddress.port },
         control: { host: LOCAL_HOST, port: controlAddress.port },
         started_at: new Date(this.#startedAt).toISOString(),
@@ -191,7 +204,7 @@ export class Daemon {
       configManager.start()
       this.metrics.sources = {
         providers: () => providers.status(),
-        inflight: () => ({ requests: api.active, streams: api.streams }),
+        inflight: () => ({ requests: running.api.active, streams: running.api.streams }),
         requests: () => requestLog.counts(),
         usage: () => requestLog.usage,
       }
@@ -206,6 +219,8 @@ export class Daemon {
         )
       }
     } catch (err) {
+      await mesh?.stop()
+      await api?.close(0)
       await closeLogger()
       throw err
     }
@@ -245,6 +260,7 @@ export class Daemon {
     this.#running = undefined
     running.logger.info('gate daemon stopping')
     running.config.stop()
+    await running.mesh.stop()
     await running.api.close(this.#init.shutdownGraceMs ?? SHUTDOWN_GRACE_MS)
     await running.control.close()
     await running.providers.stop()

@@ -1,10 +1,11 @@
 import { noise } from '@chainsafe/libp2p-noise'
 import { quic } from '@chainsafe/libp2p-quic'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import { type Identity, libp2pPrivateKey } from '@gate/core'
+import { type Identity, libp2pPrivateKey, nodeIdToPeerId } from '@gate/core'
 import { type Identify, identify } from '@libp2p/identify'
-import type { Libp2p } from '@libp2p/interface'
+import type { Libp2p, PeerId } from '@libp2p/interface'
 import { type KadDHT, kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { type Ping, ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
@@ -54,4 +55,9 @@ export async function createP2PNode(init: P2PNodeInit): Promise<GateLibp2p> {
       }),
     },
   })
+}
+
+/** The libp2p PeerId of a node ID. */
+export function peerIdOf(nodeId: string): PeerId {
+  return peerIdFromString(nodeIdToPeerId(nodeId))
 }

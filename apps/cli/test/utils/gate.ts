@@ -30,7 +30,13 @@ export interface GateHome extends AsyncDisposable {
  */
 export async function gateHome(config: Record<string, unknown> = {}): Promise<GateHome> {
   const home = await mkdtemp(join(tmpdir(), 'gate-cli-'))
-  const network = { http_port: 0, control_port: 0, ...(config.network as object) }
+  const network = {
+    http_port: 0,
+    control_port: 0,
+    p2p_port: 0,
+    p2p_host: '127.0.0.1',
+    ...(config.network as object),
+  }
   await writeFile(join(home, 'config.json'), JSON.stringify({ ...config, network }, null, 2))
   const env = { ...process.env, GATE_HOME: home, GATE_PASSPHRASE: 'cli-test-passphrase', NO_COLOR: '1' }
   const spawnGate = (args: string[], options: { env?: NodeJS.ProcessEnv } = {}) => {

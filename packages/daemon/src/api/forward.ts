@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
-import { TimeoutError, UpstreamError } from '@gate/core'
+import { GateError, TimeoutError, UpstreamError } from '@gate/core'
+import type { PeerResponse, RequestHead } from '@gate/p2p'
 import type { Dispatcher } from 'undici'
 import { MAX_RESPONSE_BYTES, USAGE_TAIL_BYTES } from '../constants.ts'
 import { describeError, type Provider } from '../providers/provider.ts'
@@ -30,7 +31,8 @@ const DONE = 'data: [DONE]'
 /** Response headers that describe one hop, not the message. */
 const HOP_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date'])
 
-function responseHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+/** A response's headers without the hop-by-hop ones. */
+export function endToEndHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
   for (const key in headers) {
     const value = headers[key]
@@ -129,7 +131,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
       return
     }
     this.#status = statusCode
-    this.#headers = responseHeaders(headers)
+    this.#headers = endToEndHeaders(headers)
     const type = headers['content-type']
     this.#stream = typeof type === 'string' && type.startsWith('text/event-stream')
     if (this.#stream) {
@@ -211,4 +213,88 @@ function toUpstreamError(provider: Provider, err: Error): UpstreamError | Timeou
     return new TimeoutError(`${provider.name} did not answer in time`, { cause: err })
   }
   return new UpstreamError(`${provider.name} failed: ${describeError(err)}`, { cause: err })
+}
+
+/** What the API needs of the mesh to send a request to a peer. */
+export interface PeerExchange {
+  exchange(nodeId: string, head: RequestHead, body: Uint8Array, signal: AbortSignal): Promise<PeerResponse>
+}
+
+export type PeerForwardResult = { ok: true; usage: Usage | null } | { ok: false; error: Error; sent: boolean }
+
+/**
+ * Sends the request to a peer and relays its answer: SSE chunk by chunk with backpressure (a
+ * peer dying mid-stream ends the stream with an error event and no `[DONE]`), anything else
+ * held until complete so a peer dying mid-body becomes a clean 502. A client that goes away
+ * resets the stream, which cancels the request at the peer.
+ */
+export async function forwardToPeer(
+  mesh: PeerExchange,
+  nodeId: string,
+  request: ForwardRequest,
+): Promise<PeerForwardResult> {
+  const { res } = request
+  const gone = new AbortController()
+  const onClose = () => {
+    if (!res.writableFinished) gone.abort(new Error('client closed the request'))
+  }
+  res.once('close', onClose)
+  let sent = false
+  /** `[DONE]` went through: a client closing now has had everything. */
+  let complete = false
+  const tail: Buffer[] = []
+  const usage = () => findUsage(Buffer.concat(tail).subarray(-USAGE_TAIL_BYTES).toString()) ?? null
+  try {
+    const head = { method: 'POST', path: `/v1${request.path}`, headers: request.headers }
+    const answer = await mesh.exchange(nodeId, head, request.body, gone.signal)
+    const headers = answer.head.headers
+    const type = headers['content-type']
+    if (typeof type === 'string' && type.startsWith('text/event-stream')) {
+      res.writeHead(answer.head.status, headers)
+      sent = true
+      for await (const chunk of answer.body) {
+        const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+        if (tail.length === 2) tail.shift()
+        tail.push(bytes)
+        if (bytes.includes(DONE)) complete = true
+        if (!res.write(bytes)) await drainedOrClosed(res)
+      }
+      res.end()
+    } else {
+      let size = 0
+      for await (const chunk of answer.body) {
+        size += chunk.length
+        if (size > MAX_RESPONSE_BYTES) {
+          throw new UpstreamError(`node ${nodeId} sent a response over ${MAX_RESPONSE_BYTES} bytes`)
+        }
+        tail.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))
+      }
+      const body = Buffer.concat(tail)
+      res.writeHead(answer.head.status, { ...headers, 'content-length': String(body.length) }).end(body)
+    }
+    return { ok: true, usage: usage() }
+  } catch (err) {
+    if (complete) return { ok: true, usage: usage() }
+    const error =
+      err instanceof GateError
+        ? err
+        : new UpstreamError(`node ${nodeId} failed: ${describeError(err)}`, { cause: err })
+    if (sent && !clientGone(res)) res.end(`data: ${openAiErrorBody(error)}\n\n`)
+    return { ok: false, error, sent }
+  } finally {
+    res.off('close', onClose)
+  }
+}
+
+/** Resolves when the response can take more, or has closed. */
+function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done)
+      res.off('close', done)
+      resolve()
+    }
+    res.once('drain', done)
+    res.once('close', done)
+  })
 }

@@ -7,22 +7,25 @@ import {
   InvalidRequestError,
   NotFoundError,
   PayloadTooLargeError,
+  parseNodeId,
   RateLimitedError,
   UnavailableError,
 } from '@gate/core'
 import type { Logger } from 'pino'
-import { RETRY_AFTER_SECONDS } from '../constants.ts'
+import { PEER_HEADER, RETRY_AFTER_SECONDS } from '../constants.ts'
 import type { EventBus } from '../events.ts'
 import type { Metrics } from '../metrics.ts'
 import type { ProviderRegistry } from '../providers/registry.ts'
 import type { RequestLog } from '../request-log.ts'
 import { sendError, toGateError } from './errors.ts'
-import { clientGone, forward } from './forward.ts'
+import { clientGone, forward, forwardToPeer, type PeerExchange } from './forward.ts'
 import { checkApiKey, checkLocalRequest, isLoopbackOrigin } from './guards.ts'
 import type { Usage } from './usage.ts'
 
 export interface ApiComponents {
   nodeId: string
+  /** Sends requests to peers (`X-Target-Node`). */
+  mesh: PeerExchange
   config: () => Config
   providers: ProviderRegistry
   requestLog: RequestLog
@@ -31,8 +34,11 @@ export interface ApiComponents {
   logger: Logger
 }
 
-/** How a request reached the pipeline: a loopback socket, or through the relay (key required). */
-export type RequestSource = 'local' | 'relay'
+/**
+ * How a request reached the pipeline: a loopback socket, the relay (API key required), or a
+ * trusted peer (through the mesh, on the peer socket).
+ */
+export type RequestSource = 'local' | 'relay' | 'peer'
 
 /** The POST endpoints forwarded to engines, by path below `/v1`. */
 const FORWARDED = new Set(['/chat/completions', '/completions', '/embeddings', '/responses'])
@@ -53,7 +59,12 @@ const DROPPED_HEADERS = new Set([
   'upgrade',
   'expect',
   'x-target-node',
+  'x-request-id',
+  PEER_HEADER,
 ])
+
+/** What a peer may pass on as a request ID. */
+const REQUEST_ID = /^[\w-]{8,64}$/
 
 /** The state of one request as it goes through the pipeline; becomes its request record. */
 interface Exchange {
@@ -66,6 +77,8 @@ interface Exchange {
   provider: string | null
   stream: boolean
   consumer: string
+  /** The node that served it: this one, or the peer it was sent to. */
+  node: string
   usage: Usage | null
   error: string | null
   /** Settles when the upstream exchange is over. */
@@ -81,12 +94,25 @@ interface Exchange {
 export class ApiServer {
   readonly #c: ApiComponents
   readonly #server: Server
+  readonly #peerServer: Server
   readonly #inflight = new Set<Exchange>()
   #active = 0
 
   constructor(components: ApiComponents) {
     this.#c = components
     this.#server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res, 'local'))
+    this.#peerServer = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res, 'peer'))
+  }
+
+  /** Takes requests from peers on a Unix socket that only the mesh (same user) connects to. */
+  listenPeer(path: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#peerServer.once('error', reject)
+      this.#peerServer.listen(path, () => {
+        this.#peerServer.off('error', reject)
+        resolve()
+      })
+    })
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
@@ -115,19 +141,28 @@ export class ApiServer {
    * aborts their upstream requests).
    */
   async close(graceMs: number): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()))
+    const closed = Promise.all(
+      [this.#server, this.#peerServer].map(
+        (server) =>
+          new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve())),
+      ),
+    )
     this.#server.closeIdleConnections()
+    this.#peerServer.closeIdleConnections()
     const deadline = Date.now() + graceMs
     while (this.#inflight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
     for (const ex of this.#inflight) ex.res.destroy()
     this.#server.closeAllConnections()
+    this.#peerServer.closeAllConnections()
     await closed
   }
 
   /** Runs one request through the pipeline; the relay and peers hand theirs in here too. */
   handle(req: IncomingMessage, res: ServerResponse, source: RequestSource): void {
+    // A peer passes on the ID its requester gave the request, so one ID follows it across nodes.
+    const given = source === 'peer' ? req.headers['x-request-id'] : undefined
     const ex: Exchange = {
-      id: randomUUID(),
+      id: typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID(),
       start: performance.now(),
       req,
       res,
@@ -135,7 +170,8 @@ export class ApiServer {
       model: null,
       provider: null,
       stream: false,
-      consumer: 'local',
+      consumer: source === 'peer' ? `peer:${req.headers[PEER_HEADER]}` : 'local',
+      node: this.#c.nodeId,
       usage: null,
       error: null,
       forwarded: Promise.resolve(),
@@ -170,7 +206,7 @@ export class ApiServer {
     if (path === '/health') return this.#json(res, 200, { status: 'ok', node_id: this.#c.nodeId })
     if (!path.startsWith('/v1/')) throw new NotFoundError(`no route ${req.method} ${path}`)
     const config = this.#c.config()
-    if (source !== 'local')
+    if (source === 'relay')
       ex.consumer = keyConsumer(checkApiKey(req.headers.authorization, config.security.api_keys))
     const sub = path.slice(3)
     if (req.method === 'GET' && sub.startsWith('/models')) await this.#c.providers.settle()
@@ -203,6 +239,11 @@ export class ApiServer {
     const { model, stream } = parseModel(body)
     ex.model = model
     ex.stream = stream
+    const target = req.headers['x-target-node']
+    if (typeof target === 'string' && target !== '') {
+      const nodeId = parseNodeId(target)
+      if (nodeId !== this.#c.nodeId) return this.#forwardToPeer(ex, nodeId, sub, body, config)
+    }
     const { providers } = this.#c
     let candidates = providers.candidates(model)
     if (candidates.length === 0) {
@@ -235,6 +276,34 @@ export class ApiServer {
     if (!result.sent && !clientGone(res)) sendError(res, result.error as GateError)
   }
 
+  async #forwardToPeer(
+    ex: Exchange,
+    nodeId: string,
+    sub: string,
+    body: Buffer,
+    config: Config,
+  ): Promise<void> {
+    ex.node = nodeId
+    const headers = upstreamHeaders(ex.req)
+    headers['x-request-id'] = ex.id
+    const forwarding = forwardToPeer(this.#c.mesh, nodeId, {
+      res: ex.res,
+      path: sub,
+      headers,
+      body,
+      timeoutMs: config.security.request_timeout * 1000,
+    })
+    ex.forwarded = forwarding
+    const result = await forwarding
+    if (result.ok) {
+      ex.usage = result.usage
+      ex.complete = true
+      return
+    }
+    ex.error = result.error.message
+    if (!result.sent && !clientGone(ex.res)) sendError(ex.res, result.error as GateError)
+  }
+
   #fail(ex: Exchange, err: GateError): void {
     ex.error = err.message
     if (err.code === 'internal') this.#c.logger.error({ err: err.cause, id: ex.id }, 'request failed')
@@ -254,7 +323,7 @@ export class ApiServer {
       method: ex.req.method ?? 'GET',
       route: ex.route,
       model: ex.model,
-      node: this.#c.nodeId,
+      node: ex.node,
       provider: ex.provider,
       status,
       latency_ms: Math.round(latency * 100) / 100,

@@ -24,7 +24,10 @@ export async function startTestDaemon(
 ): Promise<TestDaemon> {
   const home = await mkdtemp(join(tmpdir(), 'gate-test-'))
   await mkdir(home, { recursive: true })
-  const full = { ...config, network: { http_port: 0, control_port: 0, ...config.network } }
+  const full = {
+    ...config,
+    network: { http_port: 0, control_port: 0, p2p_port: 0, p2p_host: '127.0.0.1', ...config.network },
+  }
   await writeFile(join(home, 'config.json'), JSON.stringify(full, null, 2))
   const daemon = createDaemon({
     home,

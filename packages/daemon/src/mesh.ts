@@ -1,0 +1,156 @@
+import {
+  type Config,
+  ForbiddenError,
+  type Identity,
+  NotFoundError,
+  parseNodeId,
+  peerIdToNodeId,
+  UpstreamError,
+} from '@gate/core'
+import {
+  createP2PNode,
+  type GateLibp2p,
+  HTTP_PROTOCOL,
+  httpStreamHandler,
+  type IncomingRequest,
+  type PeerResponse,
+  peerIdOf,
+  type RequestHead,
+  type ResponseWriter,
+  sendRequest,
+} from '@gate/p2p'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Logger } from 'pino'
+import { Pool } from 'undici'
+import { openAiErrorBody } from './api/errors.ts'
+import { endToEndHeaders } from './api/forward.ts'
+import { PEER_DIAL_TIMEOUT_MS, PEER_HEADER } from './constants.ts'
+import { describeError } from './providers/provider.ts'
+
+export interface MeshInit {
+  identity: Identity
+  config: () => Config
+  /** The Unix socket where the API takes requests that arrived from peers. */
+  peerSocket: string
+  logger: Logger
+}
+
+/**
+ * The node's place in the P2P network: its libp2p node, requests to peers (`X-Target-Node`) and
+ * requests from trusted peers, which go through the same API pipeline as local ones.
+ */
+export class Mesh {
+  readonly node: GateLibp2p
+  readonly #init: MeshInit
+  readonly #api: Pool
+
+  private constructor(node: GateLibp2p, init: MeshInit) {
+    this.node = node
+    this.#init = init
+    this.#api = new Pool('http://gate.peer', { socketPath: init.peerSocket, connections: 64 })
+  }
+
+  static async start(init: MeshInit): Promise<Mesh> {
+    const { network, security } = init.config()
+    const node = await createP2PNode({
+      identity: init.identity,
+      host: network.p2p_host,
+      port: network.p2p_port,
+    })
+    const mesh = new Mesh(node, init)
+    await node.handle(
+      HTTP_PROTOCOL,
+      httpStreamHandler((request, response) => mesh.#serve(request, response), {
+        maxBodyBytes: security.max_body_bytes,
+        onProtocolError: (err, connection) =>
+          init.logger.warn(
+            { peer: connection.remotePeer.toString(), err: err.message },
+            'peer broke the protocol',
+          ),
+      }),
+    )
+    return mesh
+  }
+
+  /** Multiaddrs this node listens on, each ending in `/p2p/<PeerId>`. */
+  addresses(): string[] {
+    return this.node.getMultiaddrs().map((ma) => ma.toString())
+  }
+
+  isTrusted(nodeId: string): boolean {
+    return this.#init.config().network.trusted_peers.some((entry) => safeNodeId(entry) === nodeId)
+  }
+
+  /** Sends one request to a trusted peer and returns its response as it arrives. */
+  async exchange(
+    nodeId: string,
+    head: RequestHead,
+    body: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<PeerResponse> {
+    if (!this.isTrusted(nodeId)) {
+      throw new NotFoundError(`unknown node ${nodeId}: it is not in network.trusted_peers`)
+    }
+    const peer = peerIdOf(nodeId)
+    const dialSignal = AbortSignal.any([signal, AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS)])
+    let stream: Awaited<ReturnType<GateLibp2p['dialProtocol']>>
+    try {
+      // A bootstrap address of the peer's, if the peer store has none yet (else libp2p asks the DHT).
+      const known = this.#init.config().network.bootstrap.find((a) => a.endsWith(`/p2p/${peer.toString()}`))
+      const target = known && (await this.node.peerStore.has(peer)) === false ? multiaddr(known) : peer
+      stream = await this.node.dialProtocol(target, HTTP_PROTOCOL, { signal: dialSignal })
+    } catch (err) {
+      signal.throwIfAborted()
+      throw new UpstreamError(`cannot reach node ${nodeId}: ${describeError(err)}`, { cause: err })
+    }
+    return sendRequest(stream, { head, body }, signal)
+  }
+
+  async #serve(request: IncomingRequest, response: ResponseWriter): Promise<void> {
+    const from = peerIdToNodeId(request.connection.remotePeer.toString())
+    if (!this.isTrusted(from)) {
+      const error = new ForbiddenError(`node ${this.#init.identity.nodeId} does not trust node ${from}`)
+      await response.head({ status: 403, headers: { 'content-type': 'application/json' } })
+      await response.data(new TextEncoder().encode(openAiErrorBody(error)))
+      await response.end()
+      return
+    }
+    const { head, body, signal } = request
+    let answer: Awaited<ReturnType<Pool['request']>>
+    try {
+      answer = await this.#api.request({
+        method: head.method as 'POST',
+        path: head.path,
+        headers: { ...head.headers, [PEER_HEADER]: from },
+        body,
+        signal,
+      })
+    } catch (err) {
+      if (!signal.aborted)
+        await response.error(`node ${this.#init.identity.nodeId} failed: ${describeError(err)}`)
+      return
+    }
+    await response.head({ status: answer.statusCode, headers: endToEndHeaders(answer.headers) })
+    try {
+      for await (const chunk of answer.body) await response.data(chunk as Buffer)
+    } catch (err) {
+      if (!signal.aborted)
+        await response.error(`node ${this.#init.identity.nodeId} failed: ${describeError(err)}`)
+      return
+    }
+    await response.end()
+  }
+
+  async stop(): Promise<void> {
+    await this.node.stop()
+    await this.#api.destroy()
+  }
+}
+
+function safeNodeId(entry: string): string | undefined {
+  try {
+    return parseNodeId(entry)
+  } catch {
+    return undefined
+  }
+}

@@ -1,0 +1,154 @@
+import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { createRpcClient } from '@gate/rpc'
+import OpenAI from 'openai'
+import { providerFor, startTestDaemon, type TestDaemon } from './utils/daemon.ts'
+import { replyText, startFakeEngine } from './utils/fake-engine.ts'
+import { waitFor } from './utils/wait.ts'
+
+const MODEL = 'model-at-b'
+const chat = (content: string) => ({ model: MODEL, messages: [{ role: 'user' as const, content }] })
+
+function rpc(gate: TestDaemon) {
+  return createRpcClient({ url: gate.controlUrl, token: gate.token })
+}
+
+/** `from` trusts `to` and knows its address on `transport`. */
+async function trust(from: TestDaemon, to: TestDaemon, transport: 'quic' | 'tcp' = 'quic'): Promise<void> {
+  const address = to.daemon.runtime.p2p.find((a) => a.includes(transport === 'quic' ? '/quic-v1/' : '/tcp/'))
+  assert.ok(address, `no ${transport} address`)
+  await rpc(from).call('update_config', {
+    config: { network: { trusted_peers: [to.daemon.nodeId], bootstrap: [address] } },
+  })
+}
+
+async function requestLog(gate: TestDaemon): Promise<Array<Record<string, unknown>>> {
+  const text = await readFile(join(gate.home, 'logs', 'requests.jsonl'), 'utf8').catch(() => '')
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line))
+}
+
+for (const transport of ['quic', 'tcp'] as const) {
+  describe(`X-Target-Node over ${transport}`, () => {
+    it('sends chat to a trusted peer, whole and streamed, and both nodes account for it', async () => {
+      await using engine = await startFakeEngine({ models: [MODEL], chunks: 5, chunkDelayMs: 30 })
+      await using b = await startTestDaemon({ providers: [providerFor('engine', engine)] })
+      await using a = await startTestDaemon()
+      await trust(a, b, transport)
+      await trust(b, a, transport)
+      const target = { headers: { 'x-target-node': b.daemon.nodeId } }
+
+      const { data, response } = await a.client.chat.completions
+        .create(chat('hello over the mesh'), target)
+        .withResponse()
+      assert.equal(data.choices[0]?.message.content, replyText('hello over the mesh'))
+      assert.equal(response.headers.get('x-gate-node'), b.daemon.nodeId)
+      const id = response.headers.get('x-request-id')
+      assert.ok(id)
+
+      const stream = await a.client.chat.completions.create(
+        { ...chat('stream it'), stream: true, stream_options: { include_usage: true } },
+        { headers: { 'x-target-node': b.daemon.identity.peerId } },
+      )
+      const arrivals: number[] = []
+      let text = ''
+      for await (const chunk of stream) {
+        arrivals.push(performance.now())
+        text += chunk.choices[0]?.delta.content ?? ''
+      }
+      assert.equal(text, replyText('stream it'))
+      assert.ok((arrivals.at(-1) ?? 0) - (arrivals[0] ?? 0) > 60, 'chunks arrived one by one')
+
+      assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 2)
+      await waitFor(async () => (await requestLog(a)).length === 2 && (await requestLog(b)).length === 2)
+      const [atA, atB] = [await requestLog(a), await requestLog(b)]
+      assert.deepEqual(
+        atA.map((r) => [r.node, r.status]),
+        [
+          [b.daemon.nodeId, 200],
+          [b.daemon.nodeId, 200],
+        ],
+      )
+      assert.equal(atB[0]?.id, id, 'one request ID across both nodes')
+      assert.deepEqual(
+        atB.map((r) => [r.consumer, r.provider, r.node]),
+        [
+          [`peer:${a.daemon.nodeId}`, 'engine', b.daemon.nodeId],
+          [`peer:${a.daemon.nodeId}`, 'engine', b.daemon.nodeId],
+        ],
+      )
+      assert.ok((atA[1]?.usage as { completion_tokens: number } | null)?.completion_tokens, 'usage seen at A')
+    })
+  })
+}
+
+describe('X-Target-Node errors', () => {
+  it('answers 403 from a peer that does not trust us (its engine is never called) and 404 for an unknown node', async () => {
+    await using engine = await startFakeEngine({ models: [MODEL] })
+    await using b = await startTestDaemon({ providers: [providerFor('engine', engine)] })
+    await using a = await startTestDaemon()
+    await trust(a, b)
+    await assert.rejects(
+      a.client.chat.completions.create(chat('x'), { headers: { 'x-target-node': b.daemon.nodeId } }),
+      (err: unknown) =>
+        err instanceof OpenAI.PermissionDeniedError &&
+        err.message.includes(`does not trust node ${a.daemon.nodeId}`),
+    )
+    assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 0)
+
+    await using c = await startTestDaemon()
+    await assert.rejects(
+      a.client.chat.completions.create(chat('x'), { headers: { 'x-target-node': c.daemon.nodeId } }),
+      (err: unknown) => err instanceof OpenAI.NotFoundError && /unknown node/.test(err.message),
+    )
+    await assert.rejects(
+      a.client.chat.completions.create(chat('x'), { headers: { 'x-target-node': 'not-a-node' } }),
+      (err: unknown) => err instanceof OpenAI.BadRequestError,
+    )
+    // Still serving.
+    await trust(b, a)
+    const ok = await a.client.chat.completions.create(chat('now'), {
+      headers: { 'x-target-node': b.daemon.nodeId },
+    })
+    assert.equal(ok.choices[0]?.message.content, replyText('now'))
+  })
+
+  it('ends a stream whose peer dies with an SSE error event, and passes a client abort on to the engine', async () => {
+    await using engine = await startFakeEngine({ models: [MODEL], chunks: 100, chunkDelayMs: 30 })
+    await using b = await startTestDaemon({ providers: [providerFor('engine', engine)] })
+    await using a = await startTestDaemon()
+    await trust(a, b)
+    await trust(b, a)
+    const headers = { 'content-type': 'application/json', 'x-target-node': b.daemon.nodeId }
+
+    // Client abort at A: the engine at B sees it.
+    const stream = await a.client.chat.completions.create({ ...chat('x'), stream: true }, { headers })
+    let seen = 0
+    for await (const _ of stream) if (++seen === 3) break
+    await waitFor(() => engine.aborted === 1, { label: 'the engine at B saw the abort' })
+
+    // B going away mid-stream: A ends the stream with an error event and no [DONE].
+    const res = await fetch(`${a.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ ...chat('y'), stream: true }),
+    })
+    assert.equal(res.status, 200)
+    const reader = res.body?.getReader()
+    assert.ok(reader)
+    const first = await reader.read()
+    assert.ok(!first.done)
+    const started = Date.now()
+    await b.daemon.stop()
+    let text = new TextDecoder().decode(first.value)
+    for (let r = await reader.read(); !r.done; r = await reader.read())
+      text += new TextDecoder().decode(r.value)
+    assert.ok(Date.now() - started < 5000, 'the error came within a bounded time')
+    assert.match(text, /data: \{"error":\{"message":"[^"]*","type":"api_error","code":"upstream_error"/)
+    assert.ok(!text.includes('[DONE]'))
+  })
+})
