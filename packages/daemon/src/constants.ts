@@ -18,3 +18,5 @@ export const RETRY_AFTER_SECONDS = 1
 export const PEER_DIAL_TIMEOUT_MS = 10_000
 /** Header naming the peer a request came from; only the API's peer socket takes it. */
 export const PEER_HEADER = 'x-gate-peer'
+/** How often trusted peers are reached, their capabilities refreshed and ours pushed if changed. @default 2000 ms */
+export const PEER_REFRESH_MS = 2000

@@ -156,7 +156,18 @@ export class Daemon {
         identity,
         config: () => configManager.config,
         peerSocket: paths.peerSocket,
+        capabilities: () => ({
+          node_id: identity.nodeId,
+          supported_models: providers.models(),
+          max_context_length: null,
+          supports_streaming: true,
+          load_factor: Math.min(
+            1,
+            (api?.active ?? 0) / configManager.config.security.max_concurrent_requests,
+          ),
+        }),
         logger,
+        events: this.events,
       })
       api = new ApiServer({
         nodeId: identity.nodeId,

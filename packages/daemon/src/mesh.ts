@@ -3,11 +3,13 @@ import {
   ForbiddenError,
   type Identity,
   NotFoundError,
-  parseNodeId,
   peerIdToNodeId,
   UpstreamError,
 } from '@gate/core'
 import {
+  type Capabilities,
+  CONTROL_PROTOCOL,
+  controlStreamHandler,
   createP2PNode,
   type GateLibp2p,
   HTTP_PROTOCOL,
@@ -25,6 +27,8 @@ import { Pool } from 'undici'
 import { openAiErrorBody } from './api/errors.ts'
 import { endToEndHeaders } from './api/forward.ts'
 import { PEER_DIAL_TIMEOUT_MS, PEER_HEADER } from './constants.ts'
+import type { EventBus } from './events.ts'
+import { PeerManager } from './peers.ts'
 import { describeError } from './providers/provider.ts'
 
 export interface MeshInit {
@@ -32,7 +36,10 @@ export interface MeshInit {
   config: () => Config
   /** The Unix socket where the API takes requests that arrived from peers. */
   peerSocket: string
+  /** This node's capabilities now (models, load). */
+  capabilities: () => Capabilities
   logger: Logger
+  events: EventBus
 }
 
 /**
@@ -41,6 +48,7 @@ export interface MeshInit {
  */
 export class Mesh {
   readonly node: GateLibp2p
+  readonly peers: PeerManager
   readonly #init: MeshInit
   readonly #api: Pool
 
@@ -48,6 +56,15 @@ export class Mesh {
     this.node = node
     this.#init = init
     this.#api = new Pool('http://gate.peer', { socketPath: init.peerSocket, connections: 64 })
+    this.peers = new PeerManager({
+      node,
+      nodeId: init.identity.nodeId,
+      trusted: () => init.config().network.trusted_peers,
+      bootstrap: () => init.config().network.bootstrap,
+      capabilities: init.capabilities,
+      logger: init.logger,
+      events: init.events,
+    })
   }
 
   static async start(init: MeshInit): Promise<Mesh> {
@@ -69,16 +86,26 @@ export class Mesh {
           ),
       }),
     )
+    await node.handle(
+      CONTROL_PROTOCOL,
+      controlStreamHandler(
+        (payload, connection) => mesh.peers.answer(payload, peerIdToNodeId(connection.remotePeer.toString())),
+        {
+          onProtocolError: (err, connection) =>
+            init.logger.warn(
+              { peer: connection.remotePeer.toString(), err: err.message },
+              'peer broke the protocol',
+            ),
+        },
+      ),
+    )
+    mesh.peers.start()
     return mesh
   }
 
   /** Multiaddrs this node listens on, each ending in `/p2p/<PeerId>`. */
   addresses(): string[] {
     return this.node.getMultiaddrs().map((ma) => ma.toString())
-  }
-
-  isTrusted(nodeId: string): boolean {
-    return this.#init.config().network.trusted_peers.some((entry) => safeNodeId(entry) === nodeId)
   }
 
   /** Sends one request to a trusted peer and returns its response as it arrives. */
@@ -88,7 +115,7 @@ export class Mesh {
     body: Uint8Array,
     signal: AbortSignal,
   ): Promise<PeerResponse> {
-    if (!this.isTrusted(nodeId)) {
+    if (!this.peers.isTrusted(nodeId)) {
       throw new NotFoundError(`unknown node ${nodeId}: it is not in network.trusted_peers`)
     }
     const peer = peerIdOf(nodeId)
@@ -108,7 +135,7 @@ export class Mesh {
 
   async #serve(request: IncomingRequest, response: ResponseWriter): Promise<void> {
     const from = peerIdToNodeId(request.connection.remotePeer.toString())
-    if (!this.isTrusted(from)) {
+    if (!this.peers.isTrusted(from)) {
       const error = new ForbiddenError(`node ${this.#init.identity.nodeId} does not trust node ${from}`)
       await response.head({ status: 403, headers: { 'content-type': 'application/json' } })
       await response.data(new TextEncoder().encode(openAiErrorBody(error)))
@@ -141,16 +168,23 @@ export class Mesh {
     await response.end()
   }
 
+  /** Trusted peers to try for `model`, best first. */
+  candidates(model: string): string[] {
+    return this.peers.candidates(model).map((p) => p.node_id)
+  }
+
+  /** Models of connected trusted peers and who serves them. */
+  models(): Map<string, string[]> {
+    return this.peers.models()
+  }
+
+  reserve(nodeId: string): (ok: boolean) => void {
+    return this.peers.reserve(nodeId)
+  }
+
   async stop(): Promise<void> {
+    this.peers.stop()
     await this.node.stop()
     await this.#api.destroy()
-  }
-}
-
-function safeNodeId(entry: string): string | undefined {
-  try {
-    return parseNodeId(entry)
-  } catch {
-    return undefined
   }
 }

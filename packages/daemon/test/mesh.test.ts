@@ -152,3 +152,61 @@ describe('X-Target-Node errors', () => {
     assert.ok(!text.includes('[DONE]'))
   })
 })
+
+describe('routing by model across peers', () => {
+  it('merges peer models once, spreads a burst over two peers, and fails over from a failing one', async () => {
+    await using engineB = await startFakeEngine({ models: [MODEL, 'only-b'] })
+    await using engineC = await startFakeEngine({ models: [MODEL] })
+    await using b = await startTestDaemon({ providers: [providerFor('engine', engineB)] })
+    await using c = await startTestDaemon({ providers: [providerFor('engine', engineC)] })
+    await using a = await startTestDaemon()
+    const quic = (d: TestDaemon) => d.daemon.runtime.p2p.find((x) => x.includes('/quic-v1/')) as string
+    await rpc(a).call('update_config', {
+      config: {
+        network: { trusted_peers: [b.daemon.nodeId, c.daemon.nodeId], bootstrap: [quic(b), quic(c)] },
+      },
+    })
+    await trust(b, a)
+    await trust(c, a)
+
+    const servedBy = async () => {
+      const list = await a.client.models.list()
+      return Object.fromEntries(
+        list.data.map((m) => [m.id, (m as unknown as { served_by: string[] }).served_by]),
+      )
+    }
+    await waitFor(async () => (await servedBy())[MODEL]?.length === 2, {
+      timeoutMs: 15_000,
+      label: 'both peers known',
+    })
+    const models = await servedBy()
+    assert.deepEqual(Object.keys(models).sort(), [MODEL, 'only-b'].sort())
+    assert.deepEqual(models[MODEL]?.sort(), [b.daemon.nodeId, c.daemon.nodeId].sort())
+    assert.deepEqual(models['only-b'], [b.daemon.nodeId])
+
+    // A burst spreads over both peers.
+    const burst = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        a.client.chat.completions.create(chat(`burst ${i}`)).withResponse(),
+      ),
+    )
+    const servers = burst.map(({ response }) => response.headers.get('x-gate-node'))
+    assert.ok(servers.includes(b.daemon.nodeId) && servers.includes(c.daemon.nodeId), servers.join())
+    const posts = (e: typeof engineB) => e.requests.filter((r) => r.method === 'POST').length
+    assert.equal(posts(engineB) + posts(engineC), 8)
+
+    // B's engine fails: every request still succeeds, through C.
+    engineB.fail = 'status500'
+    const beforeB = posts(engineB)
+    const beforeC = posts(engineC)
+    const results = await Promise.all(
+      Array.from({ length: 4 }, (_, i) => a.client.chat.completions.create(chat(`failover ${i}`))),
+    )
+    assert.deepEqual(
+      results.map((r) => r.choices[0]?.message.content),
+      [0, 1, 2, 3].map((i) => replyText(`failover ${i}`)),
+    )
+    assert.equal(posts(engineC) - beforeC, 4)
+    assert.ok(posts(engineB) > beforeB, 'B was tried first at least once and failed over')
+  })
+})

@@ -11,6 +11,7 @@
  * for await (const chunk of body) res.write(chunk)
  * ```
  */
+export * from './control.ts'
 export * from './frames.ts'
 export * from './http.ts'
 export * from './node.ts'

@@ -215,9 +215,15 @@ function toUpstreamError(provider: Provider, err: Error): UpstreamError | Timeou
   return new UpstreamError(`${provider.name} failed: ${describeError(err)}`, { cause: err })
 }
 
-/** What the API needs of the mesh to send a request to a peer. */
+/** What the API needs of the mesh: sending to peers, and which peers serve what. */
 export interface PeerExchange {
   exchange(nodeId: string, head: RequestHead, body: Uint8Array, signal: AbortSignal): Promise<PeerResponse>
+  /** Trusted peers to try for `model`, best first. */
+  candidates(model: string): string[]
+  /** Models of connected trusted peers and the nodes that serve each. */
+  models(): Map<string, string[]>
+  /** Counts a request in flight to a peer until the returned callback reports its outcome. */
+  reserve(nodeId: string): (ok: boolean) => void
 }
 
 export type PeerForwardResult = { ok: true; usage: Usage | null } | { ok: false; error: Error; sent: boolean }
@@ -232,6 +238,7 @@ export async function forwardToPeer(
   mesh: PeerExchange,
   nodeId: string,
   request: ForwardRequest,
+  isLast = true,
 ): Promise<PeerForwardResult> {
   const { res } = request
   const gone = new AbortController()
@@ -247,6 +254,11 @@ export async function forwardToPeer(
   try {
     const head = { method: 'POST', path: `/v1${request.path}`, headers: request.headers }
     const answer = await mesh.exchange(nodeId, head, request.body, gone.signal)
+    if (answer.head.status >= 500 && !isLast) {
+      // Nothing sent yet and another peer to try: fail over (leaving the body resets the stream).
+      await answer.body.return()
+      throw new UpstreamError(`node ${nodeId} answered ${answer.head.status}`)
+    }
     const headers = answer.head.headers
     const type = headers['content-type']
     if (typeof type === 'string' && type.startsWith('text/event-stream')) {

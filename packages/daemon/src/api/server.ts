@@ -242,7 +242,7 @@ export class ApiServer {
     const target = req.headers['x-target-node']
     if (typeof target === 'string' && target !== '') {
       const nodeId = parseNodeId(target)
-      if (nodeId !== this.#c.nodeId) return this.#forwardToPeer(ex, nodeId, sub, body, config)
+      if (nodeId !== this.#c.nodeId) return this.#forwardToPeers(ex, [nodeId], sub, body, config)
     }
     const { providers } = this.#c
     let candidates = providers.candidates(model)
@@ -251,6 +251,8 @@ export class ApiServer {
       candidates = providers.candidates(model)
     }
     if (candidates.length === 0) {
+      const peers = this.#c.mesh.candidates(model)
+      if (peers.length > 0) return this.#forwardToPeers(ex, peers, sub, body, config, true)
       if (providers.knows(model)) throw new UnavailableError(`no healthy provider for model "${model}"`)
       throw new NotFoundError(`model "${model}" not found`, { param: 'model' })
     }
@@ -276,23 +278,39 @@ export class ApiServer {
     if (!result.sent && !clientGone(res)) sendError(res, result.error as GateError)
   }
 
-  async #forwardToPeer(
+  /**
+   * Sends the request to peers in turn, failing over while nothing has reached the client.
+   * `routed`: chosen by model (each peer's slot and breaker are tracked), not named by the client.
+   */
+  async #forwardToPeers(
     ex: Exchange,
-    nodeId: string,
+    nodeIds: string[],
     sub: string,
     body: Buffer,
     config: Config,
+    routed = false,
   ): Promise<void> {
-    ex.node = nodeId
     const headers = upstreamHeaders(ex.req)
     headers['x-request-id'] = ex.id
-    const forwarding = forwardToPeer(this.#c.mesh, nodeId, {
+    const request = {
       res: ex.res,
       path: sub,
       headers,
       body,
       timeoutMs: config.security.request_timeout * 1000,
-    })
+    }
+    const { mesh } = this.#c
+    const forwarding = (async () => {
+      let result: Awaited<ReturnType<typeof forwardToPeer>> | undefined
+      for (const [i, nodeId] of nodeIds.entries()) {
+        ex.node = nodeId
+        const done = routed ? mesh.reserve(nodeId) : undefined
+        result = await forwardToPeer(mesh, nodeId, request, i === nodeIds.length - 1)
+        done?.(result.ok || clientGone(ex.res))
+        if (result.ok || result.sent || clientGone(ex.res)) break
+      }
+      return result as Awaited<ReturnType<typeof forwardToPeer>>
+    })()
     ex.forwarded = forwarding
     const result = await forwarding
     if (result.ok) {
@@ -336,16 +354,20 @@ export class ApiServer {
     events.emit('request', record)
   }
 
+  /** Local models and those of connected trusted peers, each once, with the nodes that serve it. */
   #modelList() {
-    const { providers, nodeId } = this.#c
+    const { providers, nodeId, mesh } = this.#c
+    const servedBy = new Map<string, string[]>()
+    for (const id of providers.models()) servedBy.set(id, [nodeId])
+    for (const [id, nodes] of mesh.models()) servedBy.set(id, [...(servedBy.get(id) ?? []), ...nodes])
     return {
       object: 'list' as const,
-      data: providers.models().map((id) => ({
+      data: [...servedBy].map(([id, served_by]) => ({
         id,
         object: 'model' as const,
         created: 0,
         owned_by: 'gate',
-        served_by: [nodeId],
+        served_by,
       })),
     }
   }

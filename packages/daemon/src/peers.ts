@@ -1,0 +1,273 @@
+import { parseNodeId, peerIdToNodeId } from '@gate/core'
+import {
+  type Capabilities,
+  CONTROL_PROTOCOL,
+  type ControlPayload,
+  controlRequest,
+  type GateLibp2p,
+  peerIdOf,
+} from '@gate/p2p'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Logger } from 'pino'
+import { PEER_DIAL_TIMEOUT_MS, PEER_REFRESH_MS } from './constants.ts'
+import type { EventBus } from './events.ts'
+import { Breaker } from './providers/breaker.ts'
+import { describeError } from './providers/provider.ts'
+
+export type PeerStatus = 'connected' | 'connecting' | 'disconnected' | 'failed'
+
+/** What this node knows of one trusted peer. */
+export interface PeerState {
+  node_id: string
+  status: PeerStatus
+  /** Why the last attempt to reach it failed. */
+  error: string | null
+  last_seen: string | null
+  rtt_ms: number | null
+  addresses: string[]
+  capabilities: Capabilities | null
+  /** Requests we have in flight to it: a burst spreads over peers instead of piling on one. */
+  inflight: number
+  breaker: Breaker
+}
+
+export interface PeerManagerInit {
+  node: GateLibp2p
+  nodeId: string
+  trusted: () => string[]
+  bootstrap: () => string[]
+  /** This node's capabilities now. */
+  capabilities: () => Capabilities
+  logger: Logger
+  events: EventBus
+}
+
+/**
+ * Keeps every trusted peer's state: connects and reconnects, exchanges capabilities on connect
+ * and when ours change, measures RTT, and ranks peers for a model.
+ */
+export class PeerManager {
+  readonly #init: PeerManagerInit
+  readonly #peers = new Map<string, PeerState>()
+  #timer: NodeJS.Timeout | undefined
+  #advertised = ''
+  #ticking: Promise<void> | undefined
+
+  constructor(init: PeerManagerInit) {
+    this.#init = init
+    init.node.addEventListener('peer:connect', (event) => {
+      const nodeId = safePeerNode(event.detail.toString())
+      if (nodeId && this.isTrusted(nodeId)) void this.#handshake(this.#state(nodeId))
+    })
+    init.node.addEventListener('peer:disconnect', (event) => {
+      const nodeId = safePeerNode(event.detail.toString())
+      const state = nodeId ? this.#peers.get(nodeId) : undefined
+      if (state && state.status === 'connected') this.#setStatus(state, 'disconnected', null)
+    })
+  }
+
+  start(): void {
+    void this.tick()
+    this.#timer = setInterval(() => void this.tick(), PEER_REFRESH_MS)
+    this.#timer.unref()
+  }
+
+  stop(): void {
+    clearInterval(this.#timer)
+  }
+
+  /** One round: reach every trusted peer, refresh its capabilities, push ours if they changed. */
+  tick(): Promise<void> {
+    this.#ticking ??= this.#tick().finally(() => {
+      this.#ticking = undefined
+    })
+    return this.#ticking
+  }
+
+  async #tick(): Promise<void> {
+    const trusted = new Set(this.#trusted())
+    for (const nodeId of this.#peers.keys()) if (!trusted.has(nodeId)) this.#peers.delete(nodeId)
+    const ours = JSON.stringify(this.#init.capabilities())
+    const push = ours !== this.#advertised
+    this.#advertised = ours
+    await Promise.all(
+      [...trusted].map((nodeId) =>
+        this.#handshake(this.#state(nodeId), push ? 'capability_update' : 'handshake'),
+      ),
+    )
+  }
+
+  /** Exchanges capabilities with a peer (dialling it if need be) and times the round trip. */
+  async #handshake(state: PeerState, kind: 'handshake' | 'capability_update' = 'handshake'): Promise<void> {
+    const { node } = this.#init
+    if (state.status !== 'connected') this.#setStatus(state, 'connecting', state.error)
+    const started = performance.now()
+    try {
+      const signal = AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS)
+      const peer = peerIdOf(state.node_id)
+      const known = this.#init.bootstrap().find((a) => a.endsWith(`/p2p/${peer.toString()}`))
+      const hasAddress = node.getConnections(peer).length > 0 || (await node.peerStore.has(peer))
+      const stream = await node.dialProtocol(
+        known && !hasAddress ? multiaddr(known) : peer,
+        CONTROL_PROTOCOL,
+        {
+          signal,
+        },
+      )
+      const capabilities = this.#init.capabilities()
+      const answer = await controlRequest(
+        stream,
+        kind === 'handshake'
+          ? { type: 'handshake', capabilities }
+          : { type: 'capability_update', capabilities },
+        signal,
+      )
+      state.rtt_ms = Math.round((performance.now() - started) * 100) / 100
+      if (answer.type === 'handshake_response') this.#setCapabilities(state, answer.capabilities)
+      state.addresses = node.getConnections(peer).map((c) => c.remoteAddr.toString())
+      this.#seen(state)
+      this.#setStatus(state, 'connected', null)
+    } catch (err) {
+      this.#setStatus(
+        state,
+        node.getConnections(peerIdOf(state.node_id)).length > 0 ? 'connected' : 'failed',
+        describeError(err),
+      )
+    }
+  }
+
+  /** Answers a peer's control request. */
+  async answer(payload: ControlPayload, from: string): Promise<ControlPayload> {
+    const state = this.isTrusted(from) ? this.#state(from) : undefined
+    if (state) this.#seen(state)
+    switch (payload.type) {
+      case 'handshake':
+        if (state) this.#setCapabilities(state, payload.capabilities)
+        return { type: 'handshake_response', capabilities: this.#init.capabilities() }
+      case 'capability_update':
+        if (state) this.#setCapabilities(state, payload.capabilities)
+        return { type: 'ack' }
+      case 'capability_request':
+        return { type: 'capability_response', capabilities: this.#init.capabilities() }
+      case 'ping':
+        return { type: 'pong' }
+      default:
+        return { type: 'ack' }
+    }
+  }
+
+  /**
+   * Takes a slot on a peer for one request: counted as in flight (so the next request prefers
+   * another peer) until `done`, whose outcome feeds the peer's breaker.
+   */
+  reserve(nodeId: string): (ok: boolean) => void {
+    const state = this.#peers.get(nodeId)
+    if (!state) return () => {}
+    state.inflight++
+    return (ok) => {
+      state.inflight--
+      if (ok) state.breaker.success()
+      else state.breaker.failure()
+    }
+  }
+
+  /** Trusted, connected peers that advertise `model`, best first: least loaded, then fastest. */
+  candidates(model: string): PeerState[] {
+    const score = (p: PeerState) =>
+      (p.capabilities?.load_factor ?? 1) + p.inflight * 0.25 + (p.rtt_ms ?? 1000) / 1000
+    return [...this.#peers.values()]
+      .filter(
+        (p) =>
+          p.status === 'connected' &&
+          p.breaker.available &&
+          p.capabilities?.supported_models.includes(model) === true &&
+          this.isTrusted(p.node_id),
+      )
+      .sort((a, b) => score(a) - score(b))
+  }
+
+  /** Every model connected trusted peers advertise, with the node IDs that serve it. */
+  models(): Map<string, string[]> {
+    const out = new Map<string, string[]>()
+    for (const p of this.#peers.values()) {
+      if (p.status !== 'connected' || !p.capabilities) continue
+      for (const model of p.capabilities.supported_models)
+        out.set(model, [...(out.get(model) ?? []), p.node_id])
+    }
+    return out
+  }
+
+  get(nodeId: string): PeerState | undefined {
+    return this.#peers.get(nodeId)
+  }
+
+  list(): PeerState[] {
+    return [...this.#peers.values()]
+  }
+
+  #trusted(): string[] {
+    return this.#init.trusted().flatMap((entry) => {
+      const id = safeNodeId(entry)
+      return id && id !== this.#init.nodeId ? [id] : []
+    })
+  }
+
+  isTrusted(nodeId: string): boolean {
+    return this.#trusted().includes(nodeId)
+  }
+
+  #state(nodeId: string): PeerState {
+    let state = this.#peers.get(nodeId)
+    if (!state) {
+      state = {
+        node_id: nodeId,
+        status: 'disconnected',
+        error: null,
+        last_seen: null,
+        rtt_ms: null,
+        addresses: [],
+        capabilities: null,
+        inflight: 0,
+        breaker: new Breaker(),
+      }
+      this.#peers.set(nodeId, state)
+    }
+    return state
+  }
+
+  #seen(state: PeerState): void {
+    state.last_seen = new Date().toISOString()
+  }
+
+  #setCapabilities(state: PeerState, capabilities: Capabilities): void {
+    const changed = JSON.stringify(capabilities) !== JSON.stringify(state.capabilities)
+    state.capabilities = capabilities
+    if (changed) this.#init.events.emit('peer_capabilities', { node_id: state.node_id, capabilities })
+  }
+
+  #setStatus(state: PeerState, status: PeerStatus, error: string | null): void {
+    const was = state.status
+    state.status = status
+    state.error = error
+    if (was === status) return
+    if (status === 'connected') this.#init.events.emit('peer_up', { node_id: state.node_id })
+    if (was === 'connected') this.#init.events.emit('peer_down', { node_id: state.node_id, error })
+    this.#init.logger.info({ peer: state.node_id, status, error }, `peer ${status}`)
+  }
+}
+
+export function safeNodeId(entry: string): string | undefined {
+  try {
+    return parseNodeId(entry)
+  } catch {
+    return undefined
+  }
+}
+
+function safePeerNode(peerId: string): string | undefined {
+  try {
+    return peerIdToNodeId(peerId)
+  } catch {
+    return undefined
+  }
+}
