@@ -156,6 +156,7 @@ export class Daemon {
         identity,
         config: () => configManager.config,
         peerSocket: paths.peerSocket,
+        peerCache: paths.peers,
         capabilities: () => ({
           node_id: identity.nodeId,
           supported_models: providers.models(),

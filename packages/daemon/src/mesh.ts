@@ -21,7 +21,6 @@ import {
   type ResponseWriter,
   sendRequest,
 } from '@gate/p2p'
-import { multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
 import { Pool } from 'undici'
 import { openAiErrorBody } from './api/errors.ts'
@@ -36,6 +35,8 @@ export interface MeshInit {
   config: () => Config
   /** The Unix socket where the API takes requests that arrived from peers. */
   peerSocket: string
+  /** `peers.json`. */
+  peerCache: string
   /** This node's capabilities now (models, load). */
   capabilities: () => Capabilities
   logger: Logger
@@ -62,6 +63,7 @@ export class Mesh {
       trusted: () => init.config().network.trusted_peers,
       bootstrap: () => init.config().network.bootstrap,
       capabilities: init.capabilities,
+      cachePath: init.peerCache,
       logger: init.logger,
       events: init.events,
     })
@@ -99,7 +101,7 @@ export class Mesh {
         },
       ),
     )
-    mesh.peers.start()
+    await mesh.peers.start()
     return mesh
   }
 
@@ -122,10 +124,8 @@ export class Mesh {
     const dialSignal = AbortSignal.any([signal, AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS)])
     let stream: Awaited<ReturnType<GateLibp2p['dialProtocol']>>
     try {
-      // A bootstrap address of the peer's, if the peer store has none yet (else libp2p asks the DHT).
-      const known = this.#init.config().network.bootstrap.find((a) => a.endsWith(`/p2p/${peer.toString()}`))
-      const target = known && (await this.node.peerStore.has(peer)) === false ? multiaddr(known) : peer
-      stream = await this.node.dialProtocol(target, HTTP_PROTOCOL, { signal: dialSignal })
+      // With no address in the peer store, libp2p asks the DHT.
+      stream = await this.node.dialProtocol(peer, HTTP_PROTOCOL, { signal: dialSignal })
     } catch (err) {
       signal.throwIfAborted()
       throw new UpstreamError(`cannot reach node ${nodeId}: ${describeError(err)}`, { cause: err })
@@ -184,6 +184,7 @@ export class Mesh {
 
   async stop(): Promise<void> {
     this.peers.stop()
+    await this.peers.flush()
     await this.node.stop()
     await this.#api.destroy()
   }

@@ -1,4 +1,5 @@
-import { parseNodeId, peerIdToNodeId } from '@gate/core'
+import { readFile } from 'node:fs/promises'
+import { InvalidRequestError, nodeIdToPeerId, parseNodeId, peerIdToNodeId, writeFileAtomic } from '@gate/core'
 import {
   type Capabilities,
   CONTROL_PROTOCOL,
@@ -7,7 +8,8 @@ import {
   type GateLibp2p,
   peerIdOf,
 } from '@gate/p2p'
-import { multiaddr } from '@multiformats/multiaddr'
+import type { PeerInfo } from '@gate/rpc'
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
 import { PEER_DIAL_TIMEOUT_MS, PEER_REFRESH_MS } from './constants.ts'
 import type { EventBus } from './events.ts'
@@ -38,6 +40,8 @@ export interface PeerManagerInit {
   bootstrap: () => string[]
   /** This node's capabilities now. */
   capabilities: () => Capabilities
+  /** `peers.json`: the addresses of trusted peers, so a restarted node finds them again. */
+  cachePath: string
   logger: Logger
   events: EventBus
 }
@@ -66,7 +70,20 @@ export class PeerManager {
     })
   }
 
-  start(): void {
+  /** Loads the peer cache into libp2p's peer store and dials the bootstrap peers. */
+  async start(): Promise<void> {
+    const { node } = this.#init
+    for (const [nodeId, addresses] of Object.entries(await readCache(this.#init.cachePath))) {
+      const valid = addresses.flatMap((a) => parseAddress(a) ?? [])
+      if (valid.length === 0 || !safeNodeId(nodeId)) continue
+      this.#state(nodeId).addresses = valid.map(String)
+      await node.peerStore.merge(peerIdOf(nodeId), { multiaddrs: valid })
+    }
+    for (const address of this.#init.bootstrap()) {
+      const ma = parseAddress(address)
+      if (ma) void node.dial(ma, { signal: AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS) }).catch(() => {})
+      else this.#init.logger.warn({ address }, 'network.bootstrap: not a multiaddr')
+    }
     void this.tick()
     this.#timer = setInterval(() => void this.tick(), PEER_REFRESH_MS)
     this.#timer.unref()
@@ -124,7 +141,13 @@ export class PeerManager {
       )
       state.rtt_ms = Math.round((performance.now() - started) * 100) / 100
       if (answer.type === 'handshake_response') this.#setCapabilities(state, answer.capabilities)
-      state.addresses = node.getConnections(peer).map((c) => c.remoteAddr.toString())
+      const addresses = node
+        .getConnections(peer)
+        .map((c) => c.remoteAddr.decapsulateCode(P2P_CODE).toString())
+      if (addresses.join() !== state.addresses.join()) {
+        state.addresses = addresses
+        this.#saveCache()
+      }
       this.#seen(state)
       this.#setStatus(state, 'connected', null)
     } catch (err) {
@@ -134,6 +157,86 @@ export class PeerManager {
         describeError(err),
       )
     }
+  }
+
+  /**
+   * Starts tracking a peer (the caller adds it to `trusted_peers`) and tries to reach it, at
+   * `address` when given (a multiaddr, with or without its `/p2p/` part), else through the DHT.
+   */
+  async add(nodeId: string, address?: string): Promise<PeerInfo> {
+    const state = this.#state(nodeId)
+    if (address !== undefined) {
+      const ma = parseAddress(address)
+      if (!ma)
+        throw new InvalidRequestError(`not a multiaddr: ${JSON.stringify(address)}`, { param: 'address' })
+      const named = ma.getComponents().find((c) => c.code === P2P_CODE)?.value
+      if (named !== undefined && named !== nodeIdToPeerId(nodeId)) {
+        throw new InvalidRequestError(`address belongs to ${named}, not to node ${nodeId}`, {
+          param: 'address',
+        })
+      }
+      const plain = ma.decapsulateCode(P2P_CODE)
+      await this.#init.node.peerStore.merge(peerIdOf(nodeId), { multiaddrs: [plain] })
+      state.addresses = [...new Set([...state.addresses, plain.toString()])]
+      this.#saveCache()
+    }
+    await this.#handshake(state)
+    return this.info(nodeId)
+  }
+
+  /** Stops tracking a peer (the caller removes it from `trusted_peers`) and hangs up on it. */
+  async remove(nodeId: string): Promise<boolean> {
+    const known = this.#peers.delete(nodeId)
+    this.#saveCache()
+    await this.#init.node.hangUp(peerIdOf(nodeId)).catch(() => {})
+    return known
+  }
+
+  /** How this node sees `nodeId`, tracked or not. */
+  info(nodeId: string): PeerInfo {
+    const state = this.#peers.get(nodeId)
+    const connections = this.#init.node.getConnections(peerIdOf(nodeId))
+    return {
+      node_id: nodeId,
+      peer_id: nodeIdToPeerId(nodeId),
+      trusted: this.isTrusted(nodeId),
+      status: state?.status ?? (connections.length > 0 ? 'connected' : 'disconnected'),
+      error: state?.error ?? null,
+      addresses:
+        state?.addresses ?? connections.map((c) => c.remoteAddr.decapsulateCode(P2P_CODE).toString()),
+      models: state?.capabilities?.supported_models ?? [],
+      load_factor: state?.capabilities?.load_factor ?? null,
+      rtt_ms: state?.rtt_ms ?? null,
+      last_seen: state?.last_seen ?? null,
+    }
+  }
+
+  /** Every node known: tracked trusted peers, and any other node connected now (e.g. for the DHT). */
+  known(): PeerInfo[] {
+    const ids = new Set(this.#peers.keys())
+    for (const connection of this.#init.node.getConnections()) {
+      const id = safePeerNode(connection.remotePeer.toString())
+      if (id) ids.add(id)
+    }
+    return [...ids].map((id) => this.info(id))
+  }
+
+  #saving: Promise<void> = Promise.resolve()
+
+  /** Writes `peers.json` (atomically, after any write in progress). */
+  #saveCache(): void {
+    const peers: Record<string, string[]> = {}
+    for (const state of this.#peers.values())
+      if (state.addresses.length > 0) peers[state.node_id] = state.addresses
+    const text = `${JSON.stringify({ version: 1, peers }, null, 2)}\n`
+    this.#saving = this.#saving
+      .then(() => writeFileAtomic(this.#init.cachePath, text, { mode: 0o600 }))
+      .catch((err: unknown) => this.#init.logger.warn({ err: describeError(err) }, 'peers.json not saved'))
+  }
+
+  /** Waits for pending cache writes. */
+  async flush(): Promise<void> {
+    await this.#saving
   }
 
   /** Answers a peer's control request. */
@@ -253,6 +356,32 @@ export class PeerManager {
     if (status === 'connected') this.#init.events.emit('peer_up', { node_id: state.node_id })
     if (was === 'connected') this.#init.events.emit('peer_down', { node_id: state.node_id, error })
     this.#init.logger.info({ peer: state.node_id, status, error }, `peer ${status}`)
+  }
+}
+
+/** The multicodec of a multiaddr's `/p2p/<PeerId>` part. */
+const P2P_CODE = 421
+
+function parseAddress(text: string): Multiaddr | undefined {
+  try {
+    return multiaddr(text)
+  } catch {
+    return undefined
+  }
+}
+
+async function readCache(path: string): Promise<Record<string, string[]>> {
+  try {
+    const value = JSON.parse(await readFile(path, 'utf8')) as { peers?: unknown }
+    const peers = value.peers
+    if (typeof peers !== 'object' || peers === null) return {}
+    return Object.fromEntries(
+      Object.entries(peers).filter(
+        (e): e is [string, string[]] => Array.isArray(e[1]) && e[1].every((a) => typeof a === 'string'),
+      ),
+    )
+  } catch {
+    return {}
   }
 }
 

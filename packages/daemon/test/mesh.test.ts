@@ -11,17 +11,22 @@ import { waitFor } from './utils/wait.ts'
 const MODEL = 'model-at-b'
 const chat = (content: string) => ({ model: MODEL, messages: [{ role: 'user' as const, content }] })
 
+/** A control client for the daemon as it runs now (a restart picks new ports). */
 function rpc(gate: TestDaemon) {
-  return createRpcClient({ url: gate.controlUrl, token: gate.token })
+  return createRpcClient({ url: `http://127.0.0.1:${gate.daemon.runtime.control.port}`, token: gate.token })
 }
 
-/** `from` trusts `to` and knows its address on `transport`. */
-async function trust(from: TestDaemon, to: TestDaemon, transport: 'quic' | 'tcp' = 'quic'): Promise<void> {
-  const address = to.daemon.runtime.p2p.find((a) => a.includes(transport === 'quic' ? '/quic-v1/' : '/tcp/'))
+function addressOf(gate: TestDaemon, transport: 'quic' | 'tcp' = 'quic'): string {
+  const address = gate.daemon.runtime.p2p.find((a) =>
+    a.includes(transport === 'quic' ? '/quic-v1/' : '/tcp/'),
+  )
   assert.ok(address, `no ${transport} address`)
-  await rpc(from).call('update_config', {
-    config: { network: { trusted_peers: [to.daemon.nodeId], bootstrap: [address] } },
-  })
+  return address
+}
+
+/** `from` trusts `to`, reaching it at its address on `transport`. */
+async function trust(from: TestDaemon, to: TestDaemon, transport: 'quic' | 'tcp' = 'quic'): Promise<void> {
+  await rpc(from).call('add_peer', { node_id: to.daemon.nodeId, address: addressOf(to, transport) })
 }
 
 async function requestLog(gate: TestDaemon): Promise<Array<Record<string, unknown>>> {
@@ -208,5 +213,60 @@ describe('routing by model across peers', () => {
     )
     assert.equal(posts(engineC) - beforeC, 4)
     assert.ok(posts(engineB) > beforeB, 'B was tried first at least once and failed over')
+  })
+})
+
+describe('peers over the control port', () => {
+  it('adds, lists and removes peers; a restart keeps trust and finds the peer again from peers.json', async () => {
+    await using engine = await startFakeEngine({ models: [MODEL] })
+    await using b = await startTestDaemon({ providers: [providerFor('engine', engine)] })
+    await using a = await startTestDaemon()
+
+    await assert.rejects(rpc(a).call('add_peer', { node_id: 'nonsense' }), /not a node ID or PeerId/)
+    await assert.rejects(
+      rpc(a).call('add_peer', { node_id: b.daemon.nodeId, address: '/ip4/1.2.3.4/tcp/nope' }),
+      /not a multiaddr/,
+    )
+    await assert.rejects(
+      rpc(a).call('add_peer', { node_id: b.daemon.nodeId, address: addressOf(a) }),
+      /address belongs to/,
+    )
+
+    const { peer } = await rpc(a).call('add_peer', {
+      node_id: b.daemon.identity.peerId,
+      address: addressOf(b, 'tcp'),
+    })
+    assert.equal(peer.node_id, b.daemon.nodeId)
+    assert.equal(peer.status, 'connected')
+    assert.equal(peer.trusted, true)
+    assert.deepEqual(peer.models, [MODEL])
+    assert.ok(typeof peer.rtt_ms === 'number')
+    assert.deepEqual(a.daemon.config.network.trusted_peers, [b.daemon.nodeId])
+
+    const { peers } = await rpc(a).call('list_peers')
+    assert.deepEqual(
+      peers.map((p) => [p.node_id, p.status]),
+      [[b.daemon.nodeId, 'connected']],
+    )
+    const state = await rpc(a).call('network_state')
+    assert.equal(state.self.node_id, a.daemon.nodeId)
+    assert.ok(state.self.addresses.length >= 2)
+    assert.ok(state.nodes.some((n) => n.node_id === b.daemon.nodeId && n.trusted && n.models.includes(MODEL)))
+    const cache = JSON.parse(await readFile(join(a.home, 'peers.json'), 'utf8'))
+    assert.ok(cache.peers[b.daemon.nodeId]?.some((x: string) => x.includes('/tcp/')))
+
+    await a.daemon.restart()
+    await waitFor(
+      async () => (await rpc(a).call('peer_info', { node_id: b.daemon.nodeId })).peer.status === 'connected',
+      {
+        timeoutMs: 15_000,
+        label: 'the peer found again after a restart',
+      },
+    )
+
+    assert.deepEqual(await rpc(a).call('remove_peer', { node_id: b.daemon.nodeId }), { removed: true })
+    assert.deepEqual((await rpc(a).call('list_peers')).peers, [])
+    assert.deepEqual(a.daemon.config.network.trusted_peers, [])
+    assert.deepEqual(await rpc(a).call('remove_peer', { node_id: b.daemon.nodeId }), { removed: false })
   })
 })

@@ -34,6 +34,7 @@ export type {
   MethodResults,
   MetricsSnapshot,
   NodeStatus,
+  PeerInfo,
   ProviderStatus,
   RequestRecord,
 } from './methods.ts'

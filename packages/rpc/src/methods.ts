@@ -55,6 +55,16 @@ export const METHODS = {
   }),
   request_history: z.strictObject({ limit: intRange(1, 1000).default(100) }),
 
+  add_peer: z.strictObject({
+    node_id: nonEmpty,
+    /** A multiaddr; without one the DHT finds the peer. */
+    address: nonEmpty.optional(),
+  }),
+  remove_peer: z.strictObject({ node_id: nonEmpty }),
+  list_peers: none,
+  peer_info: z.strictObject({ node_id: nonEmpty }),
+  network_state: none,
+
   generate_keypair: z.strictObject({ save: flag.optional() }),
   export_identity: none,
   import_identity: z.strictObject({ identity: nonEmpty }),
@@ -114,6 +124,21 @@ export interface NodeStatus {
   restart_required: string[]
 }
 
+/** One node as this node sees it. */
+export interface PeerInfo {
+  node_id: string
+  peer_id: string
+  trusted: boolean
+  status: 'connected' | 'connecting' | 'disconnected' | 'failed'
+  /** Why the last attempt to reach it failed. */
+  error: string | null
+  addresses: string[]
+  models: string[]
+  load_factor: number | null
+  rtt_ms: number | null
+  last_seen: string | null
+}
+
 export interface MetricsSnapshot {
   uptime_s: number
   requests: { total: number; by_status: Record<string, number>; by_route: Record<string, number> }
@@ -137,6 +162,12 @@ export interface MethodResults {
   get_metrics: MetricsSnapshot
   get_logs: { lines: Array<Record<string, unknown>> }
   request_history: { requests: RequestRecord[] }
+  add_peer: { peer: PeerInfo }
+  remove_peer: { removed: boolean }
+  list_peers: { peers: PeerInfo[] }
+  peer_info: { peer: PeerInfo }
+  /** This node and every node it knows: trusted peers and others it is connected to (the DHT). */
+  network_state: { self: PeerInfo; nodes: PeerInfo[] }
   /** `private_key` only when the key was not saved. */
   generate_keypair: { node_id: string; peer_id: string; private_key?: string; restart_required: string[] }
   export_identity: { identity: string }

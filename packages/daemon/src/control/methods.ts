@@ -8,6 +8,7 @@ import {
   ProviderConfigSchema,
   parseConfig,
   parseExportedIdentity,
+  parseNodeId,
   saveIdentity,
 } from '@gate/core'
 import type { RpcHandlers } from '@gate/rpc'
@@ -15,6 +16,8 @@ import type { ApiServer } from '../api/server.ts'
 import type { ConfigManager } from '../config-manager.ts'
 import type { Daemon } from '../daemon.ts'
 import { readLogTail } from '../log-file.ts'
+import type { Mesh } from '../mesh.ts'
+import { safeNodeId } from '../peers.ts'
 import { probe, probeEngine } from '../providers/provider.ts'
 import type { ProviderRegistry } from '../providers/registry.ts'
 import type { RequestLog } from '../request-log.ts'
@@ -29,6 +32,7 @@ export interface MethodComponents {
     providers: ProviderRegistry
     requestLog: RequestLog
     api: ApiServer
+    mesh: Mesh
   }
 }
 
@@ -133,6 +137,54 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
       lines: await readLogTail(daemon.paths.daemonLog, { lines, level }),
     }),
     request_history: async ({ limit }) => ({ requests: running().requestLog.recent(limit) }),
+    add_peer: async ({ node_id, address }) => {
+      const { config, mesh } = running()
+      const nodeId = parseNodeId(node_id)
+      if (nodeId === daemon.nodeId) throw new InvalidRequestError('that is this node', { param: 'node_id' })
+      const trusted = config.config.network.trusted_peers
+      if (!trusted.some((entry) => safeNodeId(entry) === nodeId)) {
+        await config.update({ network: { trusted_peers: [...trusted, nodeId] } })
+      }
+      return { peer: await mesh.peers.add(nodeId, address) }
+    },
+    remove_peer: async ({ node_id }) => {
+      const { config, mesh } = running()
+      const nodeId = parseNodeId(node_id)
+      const trusted = config.config.network.trusted_peers
+      const kept = trusted.filter((entry) => safeNodeId(entry) !== nodeId)
+      if (kept.length !== trusted.length) await config.update({ network: { trusted_peers: kept } })
+      const tracked = await mesh.peers.remove(nodeId)
+      return { removed: tracked || kept.length !== trusted.length }
+    },
+    list_peers: async () => {
+      const { config, mesh } = running()
+      const ids = config.config.network.trusted_peers.flatMap((entry) => safeNodeId(entry) ?? [])
+      return { peers: ids.map((id) => mesh.peers.info(id)) }
+    },
+    peer_info: async ({ node_id }) => {
+      const { mesh } = running()
+      const peer = mesh.peers.info(parseNodeId(node_id))
+      if (!peer.trusted && peer.status !== 'connected') {
+        throw new NotFoundError(`unknown node ${peer.node_id}`, { param: 'node_id' })
+      }
+      return { peer }
+    },
+    network_state: async () => {
+      const { mesh, providers, api, config } = running()
+      const self = {
+        node_id: daemon.nodeId,
+        peer_id: daemon.identity.peerId,
+        trusted: true,
+        status: 'connected' as const,
+        error: null,
+        addresses: mesh.addresses(),
+        models: providers.models(),
+        load_factor: Math.min(1, api.active / config.config.security.max_concurrent_requests),
+        rtt_ms: 0,
+        last_seen: new Date().toISOString(),
+      }
+      return { self, nodes: mesh.peers.known() }
+    },
     generate_keypair: async ({ save }) => {
       const identity = generateIdentity()
       if (save) {
