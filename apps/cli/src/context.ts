@@ -79,3 +79,8 @@ export async function readText(file: string): Promise<string> {
     throw new CliError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`)
   }
 }
+
+/** A progress line for a person at a terminal; scripts and pipes do not get it. */
+export function progress(message: string): void {
+  if (process.stderr.isTTY) process.stderr.write(`${message}\n`)
+}

@@ -5,6 +5,7 @@ import { registerConfigCommands } from './commands/config.ts'
 import { registerDaemonCommands } from './commands/daemon.ts'
 import { registerIdentityCommands } from './commands/identity.ts'
 import { registerLogsCommand } from './commands/logs.ts'
+import { registerPeersCommands } from './commands/peers.ts'
 import { registerSetupCommand } from './commands/setup.ts'
 import { CliError } from './context.ts'
 
@@ -18,6 +19,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .showSuggestionAfterError()
   registerDaemonCommands(program)
+  registerPeersCommands(program)
   registerConfigCommands(program)
   registerSetupCommand(program)
   registerLogsCommand(program)

@@ -290,3 +290,41 @@ describe('gate CLI with a daemon', () => {
     assertOneLineError(await b.run(['identity', 'import', other]), /not an exported Gate identity/)
   })
 })
+
+describe('gate peers', () => {
+  it('adds, lists and removes a peer between two running daemons', async () => {
+    await using a = await gateHome()
+    await using b = await gateHome()
+    assert.equal((await a.run(['peers', 'list'])).stderr, NOT_RUNNING)
+    assert.equal((await a.run(['daemon', '--background'])).code, 0)
+    assert.equal((await b.run(['daemon', '--background'])).code, 0)
+    const idB = JSON.parse((await b.run(['identity', 'show', '--json'])).stdout) as {
+      node_id: string
+      addresses: string[]
+    }
+    const tcp = idB.addresses.find((x) => x.includes('/tcp/'))
+    assert.ok(tcp, idB.addresses.join())
+
+    const added = await a.run(['peers', 'add', idB.node_id, tcp, '--json'])
+    assert.equal(added.code, 0, added.stderr)
+    const peer = JSON.parse(added.stdout)
+    assert.equal(peer.node_id, idB.node_id)
+    assert.equal(peer.status, 'connected')
+
+    const list = JSON.parse((await a.run(['peers', 'list', '--json'])).stdout) as Array<{ node_id: string }>
+    assert.deepEqual(
+      list.map((p) => p.node_id),
+      [idB.node_id],
+    )
+    assert.match(
+      (await a.run(['peers', 'list'])).stdout,
+      new RegExp(`node ID\\s+${idB.node_id}\\nstatus\\s+connected`),
+    )
+
+    assertOneLineError(await a.run(['peers', 'add', 'not-a-node']), /not a node ID or PeerId/)
+    const removed = await a.run(['peers', 'remove', idB.node_id])
+    assert.equal(removed.code, 0)
+    assert.equal(removed.stdout, `removed ${idB.node_id}\n`)
+    assert.match((await a.run(['peers', 'list'])).stdout, /no trusted peers/)
+  })
+})

@@ -12,6 +12,7 @@ import {
   isAlive,
   NOT_RUNNING,
   output,
+  progress,
   table,
   tryConnect,
 } from '../context.ts'
@@ -75,6 +76,7 @@ export function registerDaemonCommands(program: Command): void {
           ['version', status.version],
           ['pid', `${status.pid} (up ${formatDuration(status.uptime_s)})`],
           ['OpenAI API', `http://${status.http.host}:${status.http.port}/v1`],
+          ['P2P', connection.runtime.p2p.join(' ')],
           ['control', `http://${status.control.host}:${status.control.port}`],
           ['requests', `${status.active_requests} in flight`],
         ]
@@ -129,7 +131,7 @@ async function startInBackground(configPath: string | undefined): Promise<void> 
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
   })
-  process.stderr.write('starting gate daemon in the background…\n')
+  progress('starting gate daemon in the background…')
   try {
     const message = await startMessage(child)
     if ('error' in message) throw new CliError(message.error)

@@ -10,7 +10,7 @@ import {
   writeFileAtomic,
 } from '@gate/core'
 import type { Command } from 'commander'
-import { CliError, cliPaths, output, readText, table, tryConnect } from '../context.ts'
+import { CliError, cliPaths, findDaemon, output, readText, table, tryConnect } from '../context.ts'
 
 export function registerIdentityCommands(program: Command): void {
   const identity = program.command('identity').description("show, export or import this node's key pair")
@@ -22,11 +22,15 @@ export function registerIdentityCommands(program: Command): void {
     .action(async (options: { json?: boolean }) => {
       const path = cliPaths().identity
       const nodeId = await existingNodeId(path)
-      const shown = { node_id: nodeId, peer_id: nodeIdToPeerId(nodeId), key_file: path }
+      // Addresses are known while the daemon runs (its ports may be chosen at start).
+      const running = await findDaemon(cliPaths())
+      const addresses = running?.node_id === nodeId ? running.p2p : []
+      const shown = { node_id: nodeId, peer_id: nodeIdToPeerId(nodeId), addresses, key_file: path }
       output(options.json, shown, () =>
         table([
           ['node ID', shown.node_id],
           ['PeerId', shown.peer_id],
+          ['addresses', addresses.join(' ') || 'none (the daemon is not running)'],
           ['key file', shown.key_file],
         ]),
       )

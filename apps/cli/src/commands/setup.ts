@@ -1,7 +1,7 @@
 import { DEFAULT_PROVIDER_URLS, ProviderConfigSchema, type ProviderKind } from '@gate/core'
 import { normalizeProviderUrl, type ProbeResult, probeEngine } from '@gate/daemon'
 import type { Command } from 'commander'
-import { output } from '../context.ts'
+import { output, progress } from '../context.ts'
 import { changeConfig } from './config.ts'
 
 interface Found extends ProbeResult {
@@ -25,7 +25,7 @@ export function registerSetupCommand(program: Command): void {
         { name: 'ollama', kind: 'ollama' as const, url: normalizeProviderUrl(options.ollamaUrl) },
         { name: 'lmstudio', kind: 'lmstudio' as const, url: normalizeProviderUrl(options.lmstudioUrl) },
       ]
-      process.stderr.write(`looking for engines at ${engines.map((e) => e.url).join(' and ')}…\n`)
+      progress(`looking for engines at ${engines.map((e) => e.url).join(' and ')}…`)
       const found: Found[] = await Promise.all(
         engines.map(async (engine) => {
           const result = await probeEngine(ProviderConfigSchema.parse(engine))

@@ -1,0 +1,59 @@
+import type { PeerInfo } from '@gate/rpc'
+import type { Command } from 'commander'
+import { cliPaths, connect, output, progress, table } from '../context.ts'
+
+export function registerPeersCommands(program: Command): void {
+  const peers = program.command('peers').description('trusted peers: add, list, remove')
+
+  peers
+    .command('add')
+    .description('trust a node and connect to it (without an address, the DHT finds it)')
+    .argument('<node_id>', 'node ID or PeerId')
+    .argument('[address]', 'multiaddr, e.g. /ip4/192.168.1.7/udp/41145/quic-v1')
+    .option('--json', 'print JSON')
+    .action(async (nodeId: string, address: string | undefined, options: { json?: boolean }) => {
+      const { rpc } = await connect(cliPaths())
+      progress(`reaching ${nodeId}…`)
+      const { peer } = await rpc.call(
+        'add_peer',
+        address === undefined ? { node_id: nodeId } : { node_id: nodeId, address },
+      )
+      output(options.json, peer, () => `trusted ${peer.node_id}\n${describePeer(peer)}`)
+    })
+
+  peers
+    .command('list')
+    .description('trusted peers and their state')
+    .option('--json', 'print JSON')
+    .action(async (options: { json?: boolean }) => {
+      const { rpc } = await connect(cliPaths())
+      const { peers: list } = await rpc.call('list_peers')
+      output(options.json, list, () =>
+        list.length === 0
+          ? 'no trusted peers (add one with: gate peers add NODE_ID [ADDRESS])'
+          : list.map(describePeer).join('\n\n'),
+      )
+    })
+
+  peers
+    .command('remove')
+    .description('stop trusting a node and hang up on it')
+    .argument('<node_id>', 'node ID or PeerId')
+    .action(async (nodeId: string) => {
+      const { rpc } = await connect(cliPaths())
+      const { removed } = await rpc.call('remove_peer', { node_id: nodeId })
+      process.stdout.write(removed ? `removed ${nodeId}\n` : `${nodeId} was not a peer\n`)
+    })
+}
+
+function describePeer(peer: PeerInfo): string {
+  const status = peer.error && peer.status !== 'connected' ? `${peer.status}: ${peer.error}` : peer.status
+  return table([
+    ['node ID', peer.node_id],
+    ['status', status],
+    ['models', peer.models.join(', ') || 'none advertised'],
+    ['load', peer.load_factor === null ? 'unknown' : `${Math.round(peer.load_factor * 100)}%`],
+    ['RTT', peer.rtt_ms === null ? 'unknown' : `${peer.rtt_ms} ms`],
+    ['addresses', peer.addresses.join(' ') || 'none known'],
+  ])
+}
