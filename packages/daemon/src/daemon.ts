@@ -151,7 +151,7 @@ export class Daemon {
       const token = await loadOrCreateControlToken(paths.controlToken)
       const providers = new ProviderRegistry()
       await providers.update(config.providers)
-      const requestLog = new RequestLog(paths.requestLog)
+      const requestLog = new RequestLog(paths.requestLog, identity.nodeId)
       mesh = await Mesh.start({
         identity,
         config: () => configManager.config,
@@ -219,6 +219,7 @@ export class Daemon {
         inflight: () => ({ requests: running.api.active, streams: running.api.streams }),
         requests: () => requestLog.counts(),
         usage: () => requestLog.usage,
+        consumed: () => requestLog.consumed,
       }
       await writeFileAtomic(paths.runtime, `${JSON.stringify(running.runtime, null, 2)}\n`, { mode: 0o600 })
       logger.info(

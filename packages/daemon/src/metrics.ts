@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { UsageTotals } from './request-log.ts'
 
 /** What the provider gauges read on each scrape. */
 export interface ProviderHealth {
@@ -14,8 +15,10 @@ export interface MetricSources {
   inflight(): { requests: number; streams: number }
   /** Finished requests by route and status. */
   requests(): Iterable<{ route: string; status: number; count: number }>
-  /** Tokens by consumer. */
-  usage(): Iterable<[consumer: string, totals: { prompt_tokens: number; completion_tokens: number }]>
+  /** Requests and tokens by consumer (`peer:<node ID>` for what peers asked of us). */
+  usage(): Iterable<[consumer: string, totals: UsageTotals]>
+  /** Requests and tokens this node's clients consumed from each peer. */
+  consumed(): Iterable<[node: string, totals: UsageTotals]>
 }
 
 const NO_SOURCES: MetricSources = {
@@ -23,6 +26,7 @@ const NO_SOURCES: MetricSources = {
   inflight: () => ({ requests: 0, streams: 0 }),
   requests: () => [],
   usage: () => [],
+  consumed: () => [],
 }
 
 /** The daemon's Prometheus metrics, one registry per daemon so tests can run several. */
@@ -59,6 +63,30 @@ export class Metrics {
       for (const [consumer, totals] of this.sources.usage()) {
         this.tokens.inc({ consumer, kind: 'prompt' }, totals.prompt_tokens)
         this.tokens.inc({ consumer, kind: 'completion' }, totals.completion_tokens)
+      }
+    },
+  })
+  readonly consumedRequests: Counter = new Counter({
+    name: 'gate_peer_consumed_requests_total',
+    help: 'Requests this node sent to each peer',
+    labelNames: ['peer'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.consumedRequests.reset()
+      for (const [peer, totals] of this.sources.consumed())
+        this.consumedRequests.inc({ peer }, totals.requests)
+    },
+  })
+  readonly consumedTokens: Counter = new Counter({
+    name: 'gate_peer_consumed_tokens_total',
+    help: 'Tokens this node consumed from each peer, by kind (prompt|completion)',
+    labelNames: ['peer', 'kind'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.consumedTokens.reset()
+      for (const [peer, totals] of this.sources.consumed()) {
+        this.consumedTokens.inc({ peer, kind: 'prompt' }, totals.prompt_tokens)
+        this.consumedTokens.inc({ peer, kind: 'completion' }, totals.completion_tokens)
       }
     },
   })

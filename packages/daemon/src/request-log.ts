@@ -20,12 +20,19 @@ export class RequestLog {
   #pending = ''
   /** A ring of the latest REQUEST_HISTORY_SIZE records; `total` counts every one ever added. */
   readonly #recent: RequestRecord[] = []
+  /** Per consumer: `local`, `key:<fingerprint>`, or `peer:<node ID>` for what peers asked of us. */
   readonly usage = new Map<string, UsageTotals>()
+  /** Per peer node ID: what this node's clients consumed from that peer. */
+  readonly consumed = new Map<string, UsageTotals>()
   total = 0
   /** Finished requests by route, then status. */
   readonly #counts = new Map<string, Map<number, number>>()
 
-  constructor(path: string) {
+  readonly #self: string
+
+  /** `self`: this node's ID; records served by another node count as consumed from it. */
+  constructor(path: string, self: string) {
+    this.#self = self
     this.#file = createWriteStream(path, { flags: 'a', mode: 0o600 })
     this.#file.on('error', () => {})
   }
@@ -41,14 +48,8 @@ export class RequestLog {
       this.#counts.set(record.route, byStatus)
     }
     byStatus.set(record.status, (byStatus.get(record.status) ?? 0) + 1)
-    let totals = this.usage.get(record.consumer)
-    if (!totals) {
-      totals = { requests: 0, prompt_tokens: 0, completion_tokens: 0 }
-      this.usage.set(record.consumer, totals)
-    }
-    totals.requests++
-    totals.prompt_tokens += record.usage?.prompt_tokens ?? 0
-    totals.completion_tokens += record.usage?.completion_tokens ?? 0
+    count(this.usage, record.consumer, record)
+    if (record.node !== null && record.node !== this.#self) count(this.consumed, record.node, record)
   }
 
   /** Finished requests by route and status. */
@@ -77,4 +78,15 @@ export class RequestLog {
     this.#flush()
     return new Promise((resolve) => this.#file.end(resolve))
   }
+}
+
+function count(totals: Map<string, UsageTotals>, key: string, record: RequestRecord): void {
+  let entry = totals.get(key)
+  if (!entry) {
+    entry = { requests: 0, prompt_tokens: 0, completion_tokens: 0 }
+    totals.set(key, entry)
+  }
+  entry.requests++
+  entry.prompt_tokens += record.usage?.prompt_tokens ?? 0
+  entry.completion_tokens += record.usage?.completion_tokens ?? 0
 }

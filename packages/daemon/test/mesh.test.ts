@@ -87,6 +87,14 @@ for (const transport of ['quic', 'tcp'] as const) {
         ],
       )
       assert.ok((atA[1]?.usage as { completion_tokens: number } | null)?.completion_tokens, 'usage seen at A')
+      // Usage per peer: consumed from B at A, served to A at B.
+      const consumed = (await rpc(a).call('get_metrics')).consumed[b.daemon.nodeId]
+      const served = (await rpc(b).call('get_metrics')).usage[`peer:${a.daemon.nodeId}`]
+      assert.equal(consumed?.requests, 2)
+      assert.equal(served?.requests, 2)
+      assert.equal(consumed?.completion_tokens, served?.completion_tokens)
+      const metrics = await (await fetch(`${a.controlUrl}/metrics`)).text()
+      assert.match(metrics, new RegExp(`gate_peer_consumed_requests_total\\{peer="${b.daemon.nodeId}"\\} 2`))
     })
   })
 }
@@ -155,6 +163,37 @@ describe('X-Target-Node errors', () => {
     assert.ok(Date.now() - started < 5000, 'the error came within a bounded time')
     assert.match(text, /data: \{"error":\{"message":"[^"]*","type":"api_error","code":"upstream_error"/)
     assert.ok(!text.includes('[DONE]'))
+  })
+})
+
+describe('limits on peers', () => {
+  it('answers 429 with Retry-After when a peer goes over its rate limit, without calling the engine', async () => {
+    await using engine = await startFakeEngine({ models: [MODEL] })
+    await using b = await startTestDaemon({
+      providers: [providerFor('engine', engine)],
+      security: { rate_limit: { per_peer_rps: 0.5, burst: 2 } },
+    })
+    await using a = await startTestDaemon()
+    await trust(a, b)
+    await trust(b, a)
+    const statuses: Array<[number, string | null]> = []
+    for (let i = 0; i < 4; i++) {
+      const res = await fetch(`${a.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-target-node': b.daemon.nodeId },
+        body: JSON.stringify(chat(`n${i}`)),
+      })
+      const body = await res.json()
+      statuses.push([res.status, res.headers.get('retry-after')])
+      if (res.status === 429) assert.equal(body.error.type, 'rate_limit_error')
+    }
+    assert.deepEqual(statuses, [
+      [200, null],
+      [200, null],
+      [429, '2'],
+      [429, '2'],
+    ])
+    assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 2)
   })
 })
 

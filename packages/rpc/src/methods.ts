@@ -144,8 +144,10 @@ export interface MetricsSnapshot {
   requests: { total: number; by_status: Record<string, number>; by_route: Record<string, number> }
   active_requests: number
   tokens: { prompt: number; completion: number }
-  /** Per consumer. */
+  /** Per consumer: `local`, `key:<fingerprint>`, or `peer:<node ID>` (what that peer asked of us). */
   usage: Record<string, { requests: number; prompt_tokens: number; completion_tokens: number }>
+  /** Per peer node ID: what this node's clients consumed from that peer. */
+  consumed: Record<string, { requests: number; prompt_tokens: number; completion_tokens: number }>
 }
 
 /** Result type of every method. */

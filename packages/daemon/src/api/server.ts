@@ -20,6 +20,7 @@ import type { RequestLog } from '../request-log.ts'
 import { sendError, toGateError } from './errors.ts'
 import { clientGone, forward, forwardToPeer, type PeerExchange } from './forward.ts'
 import { checkApiKey, checkLocalRequest, isLoopbackOrigin } from './guards.ts'
+import { RateLimiter } from './rate-limit.ts'
 import type { Usage } from './usage.ts'
 
 export interface ApiComponents {
@@ -96,6 +97,7 @@ export class ApiServer {
   readonly #server: Server
   readonly #peerServer: Server
   readonly #inflight = new Set<Exchange>()
+  readonly #peerLimits = new RateLimiter()
   #active = 0
 
   constructor(components: ApiComponents) {
@@ -219,11 +221,17 @@ export class ApiServer {
     }
     if (req.method !== 'POST' || !FORWARDED.has(sub))
       throw new NotFoundError(`no route ${req.method} ${path}`)
-    await this.#forward(ex, sub, config)
+    await this.#forward(ex, sub, config, source)
   }
 
-  async #forward(ex: Exchange, sub: string, config: Config): Promise<void> {
+  async #forward(ex: Exchange, sub: string, config: Config, source: RequestSource): Promise<void> {
     const { req, res } = ex
+    const peer = req.headers[PEER_HEADER]
+    if (source === 'peer' && typeof peer === 'string') {
+      const { per_peer_rps, burst } = config.security.rate_limit
+      const wait = this.#peerLimits.take(peer, per_peer_rps, burst)
+      if (wait > 0) throw new RateLimitedError(`node ${peer} is over its rate limit`, Math.ceil(wait))
+    }
     if (this.#active >= config.security.max_concurrent_requests) {
       throw new RateLimitedError('too many requests in flight: retry shortly', RETRY_AFTER_SECONDS)
     }

@@ -131,6 +131,7 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
         active_requests: api.active,
         tokens: { prompt, completion },
         usage: Object.fromEntries(requestLog.usage),
+        consumed: Object.fromEntries(requestLog.consumed),
       }
     },
     get_logs: async ({ lines, level }) => ({
