@@ -328,3 +328,43 @@ describe('gate peers', () => {
     assert.match((await a.run(['peers', 'list'])).stdout, /no trusted peers/)
   })
 })
+
+describe('gate peers invite and join', () => {
+  it('pairs two nodes with a one-time code', async () => {
+    await using a = await gateHome()
+    await using b = await gateHome()
+    assert.equal((await a.run(['daemon', '--background'])).code, 0)
+    assert.equal((await b.run(['daemon', '--background'])).code, 0)
+    const idA = JSON.parse((await a.run(['identity', 'show', '--json'])).stdout).node_id as string
+    const idB = JSON.parse((await b.run(['identity', 'show', '--json'])).stdout).node_id as string
+
+    const invite = await a.run(['peers', 'invite', '--json'])
+    assert.equal(invite.code, 0, invite.stderr)
+    const { code, node_id } = JSON.parse(invite.stdout) as { code: string; node_id: string }
+    assert.equal(node_id, idA)
+
+    const joined = await b.run(['peers', 'join', code, '--json'])
+    assert.equal(joined.code, 0, joined.stderr)
+    assert.equal(JSON.parse(joined.stdout).node_id, idA)
+    const trustedBy = async (gate: typeof a) =>
+      (JSON.parse((await gate.run(['peers', 'list', '--json'])).stdout) as Array<{ node_id: string }>).map(
+        (p) => p.node_id,
+      )
+    assert.deepEqual(await trustedBy(b), [idA])
+    assert.deepEqual(await trustedBy(a), [idB])
+
+    assertOneLineError(
+      await b.run(['peers', 'join', code]),
+      /refused the invite: invite expired, used or unknown/,
+    )
+    assertOneLineError(await b.run(['peers', 'join', 'garbage']), /not an invite code/)
+    assertOneLineError(
+      await a.run([
+        'peers',
+        'join',
+        (JSON.parse((await a.run(['peers', 'invite', '--json'])).stdout) as { code: string }).code,
+      ]),
+      /from this node/,
+    )
+  })
+})

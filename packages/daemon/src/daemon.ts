@@ -21,9 +21,11 @@ import { createRpcHandlers } from './control/methods.ts'
 import { createControlServer } from './control/server.ts'
 import { loadOrCreateControlToken } from './control-token.ts'
 import { EventBus } from './events.ts'
+import { Invites } from './invites.ts'
 import { createLogger } from './logger.ts'
 import { Mesh } from './mesh.ts'
 import { Metrics } from './metrics.ts'
+import { addTrusted } from './peers.ts'
 import { ProviderRegistry } from './providers/registry.ts'
 import { RequestLog } from './request-log.ts'
 
@@ -80,6 +82,8 @@ export class Daemon {
   readonly paths: GatePaths
   readonly events = new EventBus()
   readonly metrics = new Metrics()
+  /** Pairing codes made by `create_invite`, valid until used, expired or the process ends. */
+  readonly invites = new Invites()
   readonly #init: DaemonInit
   #running: Running | undefined
   #startedAt = 0
@@ -157,6 +161,12 @@ export class Daemon {
         config: () => configManager.config,
         peerSocket: paths.peerSocket,
         peerCache: paths.peers,
+        onPair: async (nodeId, secret) => {
+          if (!this.invites.redeem(secret)) return false
+          await addTrusted(configManager, nodeId)
+          void mesh?.peers.add(nodeId).catch(() => {})
+          return true
+        },
         capabilities: () => ({
           node_id: identity.nodeId,
           supported_models: providers.models(),

@@ -37,6 +37,8 @@ export interface MeshInit {
   peerSocket: string
   /** `peers.json`. */
   peerCache: string
+  /** A node redeems an invite secret; true when valid (the daemon then trusts it). */
+  onPair: (nodeId: string, secret: string) => Promise<boolean>
   /** This node's capabilities now (models, load). */
   capabilities: () => Capabilities
   logger: Logger
@@ -64,6 +66,7 @@ export class Mesh {
       bootstrap: () => init.config().network.bootstrap,
       capabilities: init.capabilities,
       cachePath: init.peerCache,
+      onPair: init.onPair,
       logger: init.logger,
       events: init.events,
     })

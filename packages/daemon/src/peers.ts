@@ -11,6 +11,7 @@ import {
 import type { PeerInfo } from '@gate/rpc'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
+import type { ConfigManager } from './config-manager.ts'
 import { PEER_DIAL_TIMEOUT_MS, PEER_REFRESH_MS } from './constants.ts'
 import type { EventBus } from './events.ts'
 import { Breaker } from './providers/breaker.ts'
@@ -42,6 +43,8 @@ export interface PeerManagerInit {
   capabilities: () => Capabilities
   /** `peers.json`: the addresses of trusted peers, so a restarted node finds them again. */
   cachePath: string
+  /** A node redeems an invite secret; true when it was valid (the node is then trusted). */
+  onPair: (nodeId: string, secret: string) => Promise<boolean>
   logger: Logger
   events: EventBus
 }
@@ -184,6 +187,25 @@ export class PeerManager {
     return this.info(nodeId)
   }
 
+  /** Redeems an invite at the node that made it; it then trusts us. Throws when it refuses. */
+  async pair(nodeId: string, addresses: string[], secret: string): Promise<void> {
+    const peer = peerIdOf(nodeId)
+    const valid = addresses.flatMap((a) => parseAddress(a)?.decapsulateCode(P2P_CODE) ?? [])
+    if (valid.length > 0) await this.#init.node.peerStore.merge(peer, { multiaddrs: valid })
+    const stream = await this.#init.node.dialProtocol(peer, CONTROL_PROTOCOL, {
+      signal: AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS),
+    })
+    const answer = await controlRequest(
+      stream,
+      { type: 'pair', secret },
+      AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS),
+    )
+    if (answer.type !== 'pair_response' || !answer.accepted) {
+      const reason = answer.type === 'pair_response' ? answer.reason : 'unexpected answer'
+      throw new InvalidRequestError(`node ${nodeId} refused the invite: ${reason}`, { param: 'code' })
+    }
+  }
+
   /** Stops tracking a peer (the caller removes it from `trusted_peers`) and hangs up on it. */
   async remove(nodeId: string): Promise<boolean> {
     const known = this.#peers.delete(nodeId)
@@ -254,6 +276,14 @@ export class PeerManager {
         return { type: 'capability_response', capabilities: this.#init.capabilities() }
       case 'ping':
         return { type: 'pong' }
+      case 'pair': {
+        const accepted = await this.#init.onPair(from, payload.secret)
+        return {
+          type: 'pair_response',
+          accepted,
+          reason: accepted ? null : 'invite expired, used or unknown',
+        }
+      }
       default:
         return { type: 'ack' }
     }
@@ -383,6 +413,13 @@ async function readCache(path: string): Promise<Record<string, string[]>> {
   } catch {
     return {}
   }
+}
+
+/** Adds a node to `network.trusted_peers` (saved, applied live) unless it is there already. */
+export async function addTrusted(config: ConfigManager, nodeId: string): Promise<void> {
+  const trusted = config.config.network.trusted_peers
+  if (trusted.some((entry) => safeNodeId(entry) === nodeId)) return
+  await config.update({ network: { trusted_peers: [...trusted, nodeId] } })
 }
 
 export function safeNodeId(entry: string): string | undefined {

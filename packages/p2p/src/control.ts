@@ -5,7 +5,7 @@ import { FrameStream, ProtocolError } from './frames.ts'
 /**
  * `/gate/control/1.0.0`: one request and one answer per stream, each a `NodeMessage` in a JSON
  * frame. Requests: `handshake` (our capabilities; the answer carries theirs), `capability_request`,
- * `capability_update` (pushed when our models or load change), `ping`.
+ * `capability_update` (pushed when our models or load change), `ping`, `pair` (redeems an invite).
  */
 export const CONTROL_PROTOCOL = '/gate/control/1.0.0'
 export const CONTROL_VERSION = 1
@@ -28,6 +28,9 @@ export type ControlPayload =
   | { type: 'ack' }
   | { type: 'ping' }
   | { type: 'pong' }
+  /** Redeems an invite: the sender holds the secret of a code the receiver made. */
+  | { type: 'pair'; secret: string }
+  | { type: 'pair_response'; accepted: boolean; reason: string | null }
 
 export interface NodeMessage {
   version: number
@@ -91,6 +94,8 @@ const PAYLOAD_TYPES = new Set([
   'ack',
   'ping',
   'pong',
+  'pair',
+  'pair_response',
 ])
 
 function parseMessage(value: Record<string, unknown>): NodeMessage {

@@ -64,6 +64,8 @@ export const METHODS = {
   list_peers: none,
   peer_info: z.strictObject({ node_id: nonEmpty }),
   network_state: none,
+  create_invite: z.strictObject({ ttl_s: intRange(10, 86_400).default(600) }),
+  join_invite: z.strictObject({ code: nonEmpty }),
 
   generate_keypair: z.strictObject({ save: flag.optional() }),
   export_identity: none,
@@ -170,6 +172,10 @@ export interface MethodResults {
   peer_info: { peer: PeerInfo }
   /** This node and every node it knows: trusted peers and others it is connected to (the DHT). */
   network_state: { self: PeerInfo; nodes: PeerInfo[] }
+  /** A one-time pairing code: this node's ID, addresses and a secret. */
+  create_invite: { code: string; node_id: string; addresses: string[]; expires_at: number }
+  /** Redeems an invite: the inviter now trusts this node, and this node trusts the inviter. */
+  join_invite: { peer: PeerInfo }
   /** `private_key` only when the key was not saved. */
   generate_keypair: { node_id: string; peer_id: string; private_key?: string; restart_required: string[] }
   export_identity: { identity: string }

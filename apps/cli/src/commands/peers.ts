@@ -36,6 +36,34 @@ export function registerPeersCommands(program: Command): void {
     })
 
   peers
+    .command('invite')
+    .description('print a one-time code that pairs another node with this one')
+    .option('--ttl <seconds>', 'how long the code stays valid (10–86400)', '600')
+    .option('--json', 'print JSON')
+    .action(async (options: { ttl: string; json?: boolean }) => {
+      const { rpc } = await connect(cliPaths())
+      const invite = await rpc.call('create_invite', { ttl_s: Number(options.ttl) })
+      const minutes = Math.round((invite.expires_at * 1000 - Date.now()) / 60_000)
+      output(
+        options.json,
+        invite,
+        () => `${invite.code}\n\non the other node, within ${minutes} min: gate peers join <the code above>`,
+      )
+    })
+
+  peers
+    .command('join')
+    .description("redeem another node's invite code: the two nodes then trust each other")
+    .argument('<code>', 'what gate peers invite printed')
+    .option('--json', 'print JSON')
+    .action(async (code: string, options: { json?: boolean }) => {
+      const { rpc } = await connect(cliPaths())
+      progress('pairing…')
+      const { peer } = await rpc.call('join_invite', { code })
+      output(options.json, peer, () => `paired with ${peer.node_id}\n${describePeer(peer)}`)
+    })
+
+  peers
     .command('remove')
     .description('stop trusting a node and hang up on it')
     .argument('<node_id>', 'node ID or PeerId')

@@ -15,9 +15,10 @@ import type { RpcHandlers } from '@gate/rpc'
 import type { ApiServer } from '../api/server.ts'
 import type { ConfigManager } from '../config-manager.ts'
 import type { Daemon } from '../daemon.ts'
+import { decodeInvite } from '../invites.ts'
 import { readLogTail } from '../log-file.ts'
 import type { Mesh } from '../mesh.ts'
-import { safeNodeId } from '../peers.ts'
+import { addTrusted, safeNodeId } from '../peers.ts'
 import { probe, probeEngine } from '../providers/provider.ts'
 import type { ProviderRegistry } from '../providers/registry.ts'
 import type { RequestLog } from '../request-log.ts'
@@ -142,10 +143,7 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
       const { config, mesh } = running()
       const nodeId = parseNodeId(node_id)
       if (nodeId === daemon.nodeId) throw new InvalidRequestError('that is this node', { param: 'node_id' })
-      const trusted = config.config.network.trusted_peers
-      if (!trusted.some((entry) => safeNodeId(entry) === nodeId)) {
-        await config.update({ network: { trusted_peers: [...trusted, nodeId] } })
-      }
+      await addTrusted(config, nodeId)
       return { peer: await mesh.peers.add(nodeId, address) }
     },
     remove_peer: async ({ node_id }) => {
@@ -185,6 +183,19 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
         last_seen: new Date().toISOString(),
       }
       return { self, nodes: mesh.peers.known() }
+    },
+    create_invite: async ({ ttl_s }) => {
+      const { code, invite } = daemon.invites.create(daemon.nodeId, running().mesh.addresses(), ttl_s)
+      return { code, node_id: invite.node_id, addresses: invite.addresses, expires_at: invite.expires_at }
+    },
+    join_invite: async ({ code }) => {
+      const { config, mesh } = running()
+      const invite = decodeInvite(code)
+      if (invite.node_id === daemon.nodeId)
+        throw new InvalidRequestError('this invite is from this node', { param: 'code' })
+      await mesh.peers.pair(invite.node_id, invite.addresses, invite.secret)
+      await addTrusted(config, invite.node_id)
+      return { peer: await mesh.peers.add(invite.node_id) }
     },
     generate_keypair: async ({ save }) => {
       const identity = generateIdentity()
