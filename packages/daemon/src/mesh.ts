@@ -15,6 +15,7 @@ import {
   HTTP_PROTOCOL,
   httpStreamHandler,
   type IncomingRequest,
+  MAX_STREAMS_PER_CONNECTION,
   type PeerResponse,
   peerIdOf,
   type RequestHead,
@@ -29,6 +30,11 @@ import { PEER_DIAL_TIMEOUT_MS, PEER_HEADER } from './constants.ts'
 import type { EventBus } from './events.ts'
 import { PeerManager } from './peers.ts'
 import { describeError } from './providers/provider.ts'
+
+const STREAM_LIMITS = {
+  maxInboundStreams: MAX_STREAMS_PER_CONNECTION,
+  maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
+}
 
 export interface MeshInit {
   identity: Identity
@@ -90,6 +96,7 @@ export class Mesh {
             'peer broke the protocol',
           ),
       }),
+      STREAM_LIMITS,
     )
     await node.handle(
       CONTROL_PROTOCOL,
@@ -127,8 +134,13 @@ export class Mesh {
     const dialSignal = AbortSignal.any([signal, AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS)])
     let stream: Awaited<ReturnType<GateLibp2p['dialProtocol']>>
     try {
-      // With no address in the peer store, libp2p asks the DHT.
-      stream = await this.node.dialProtocol(peer, HTTP_PROTOCOL, { signal: dialSignal })
+      // An open connection is used as it is (dialProtocol would go through the dial queue each
+      // time); otherwise libp2p dials, asking the DHT when the peer store has no address.
+      const [open] = this.node.getConnections(peer)
+      const options = { signal: dialSignal, ...STREAM_LIMITS }
+      stream = open
+        ? await open.newStream(HTTP_PROTOCOL, options)
+        : await this.node.dialProtocol(peer, HTTP_PROTOCOL, options)
     } catch (err) {
       signal.throwIfAborted()
       throw new UpstreamError(`cannot reach node ${nodeId}: ${describeError(err)}`, { cause: err })

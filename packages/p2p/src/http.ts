@@ -82,7 +82,8 @@ async function* readBody(
       else throw new ProtocolError('unexpected head frame in a response body')
     }
     finished = true
-    await frames.stream.close().catch(() => {})
+    // Not awaited: the exchange is complete, the caller need not wait for the FIN to go out.
+    void frames.stream.close().catch(() => {})
   } catch (err) {
     throw asPeerError(err)
   } finally {

@@ -11,6 +11,8 @@
  * for await (const chunk of body) res.write(chunk)
  * ```
  */
+
+export type { Connection, Stream } from '@libp2p/interface'
 export * from './control.ts'
 export * from './frames.ts'
 export * from './http.ts'

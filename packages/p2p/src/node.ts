@@ -10,6 +10,13 @@ import { type Ping, ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 
+/**
+ * Streams of one Gate protocol that may be open at once on one connection, each way. libp2p's
+ * default (32 in, 64 out) would reset a burst's extra streams; the daemon's concurrency cap and
+ * rate limits are the real limits.
+ */
+export const MAX_STREAMS_PER_CONNECTION = 1024
+
 /** Gate's own DHT: Gate nodes do not join the public IPFS one. */
 export const DHT_PROTOCOL = '/gate/kad/1.0.0'
 

@@ -1,0 +1,188 @@
+/**
+ * `pnpm bench` (part 2): what one P2P hop costs. The same chat request goes to node B directly
+ * and through node A (`X-Target-Node: B`), over QUIC and over TCP, in one run: requests/s and
+ * p50/p99 at concurrency 1 and 64 (wrk), and a 50-chunk stream's time to first byte. The anchor
+ * is a bare libp2p request/response (a new stream, ~600 B each way) on the same transport,
+ * measured here too: what libp2p itself costs per exchange.
+ *
+ * Needs `wrk`. Everything binds to 127.0.0.1 on random ports and is stopped at the end.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateIdentity } from '../packages/core/src/index.ts'
+import { startFakeEngine } from '../packages/daemon/test/utils/fake-engine.ts'
+import { createP2PNode, type Stream } from '../packages/p2p/src/index.ts'
+import {
+  DURATION_S,
+  type LoadResult,
+  MODEL,
+  median,
+  printTable,
+  requireTools,
+  startGate,
+  streamTimes,
+  writeWrkScript,
+  wrk,
+} from './lib.ts'
+
+type Transport = 'quic' | 'tcp'
+const TRANSPORTS: Transport[] = ['quic', 'tcp']
+const ECHO = '/gate-bench/echo/1.0.0'
+const EXCHANGE_BYTES = 600
+
+async function main(): Promise<void> {
+  await requireTools(['wrk'])
+  const dir = await mkdtemp(join(tmpdir(), 'gate-bench-p2p-'))
+  const engine = await startFakeEngine({ models: [MODEL], chunks: 50, record: false })
+  const rows: string[][] = [['', 'B direct', 'A → B', 'ratio', 'bare libp2p', 'A→B / bare']]
+  try {
+    const script = await writeWrkScript(dir)
+    for (const transport of TRANSPORTS) {
+      const b = await startGate(
+        dir,
+        `b-${transport}`,
+        { providers: [{ name: 'engine', kind: 'openai', url: engine.url }] },
+        MODEL,
+      )
+      const a = await startGate(dir, `a-${transport}`, {})
+      try {
+        const on = (g: typeof a) =>
+          g.p2p.find((x) => x.includes(transport === 'quic' ? '/quic-v1/' : '/tcp/'))
+        await a.rpc('add_peer', { node_id: b.nodeId, address: on(b) })
+        await b.rpc('add_peer', { node_id: a.nodeId, address: on(a) })
+        const via = { 'x-target-node': b.nodeId }
+        const bare = await bareExchange(transport)
+        for (const c of [1, 64]) {
+          process.stderr.write(`${transport} c=${c}…\n`)
+          const direct = await wrk(`${b.url}/v1/chat/completions`, script, c)
+          const hop = await wrk(`${a.url}/v1/chat/completions`, script, c, via)
+          const anchor = bare[c] as LoadResult
+          if (hop.errors > 0 || direct.errors > 0)
+            console.log(`errors at ${transport} c=${c}: direct ${direct.errors}, via A ${hop.errors}`)
+          rows.push([
+            `${transport} c=${c} req/s`,
+            f(direct.rps, 0),
+            f(hop.rps, 0),
+            ratio(hop.rps, direct.rps),
+            f(anchor.rps, 0),
+            ratio(hop.rps, anchor.rps),
+          ])
+          rows.push([
+            `${transport} c=${c} p50 ms`,
+            f(direct.p50),
+            f(hop.p50),
+            `+${f(hop.p50 - direct.p50)}`,
+            f(anchor.p50),
+            '',
+          ])
+          rows.push([`${transport} c=${c} p99 ms`, f(direct.p99), f(hop.p99), '', f(anchor.p99), ''])
+        }
+        process.stderr.write(`${transport} stream…\n`)
+        const directStream = await streamTimes(b.url)
+        const hopStream = await streamTimes(a.url, via)
+        rows.push([
+          `${transport} stream TTFB p50 ms`,
+          f(directStream.ttfb),
+          f(hopStream.ttfb),
+          `+${f(hopStream.ttfb - directStream.ttfb)}`,
+          '',
+          '',
+        ])
+        rows.push([
+          `${transport} stream 50 chunks p50 ms`,
+          f(directStream.total),
+          f(hopStream.total),
+          `+${f(hopStream.total - directStream.total)}`,
+          '',
+          '',
+        ])
+      } finally {
+        await a.stop()
+        await b.stop()
+      }
+    }
+    printTable(rows)
+  } finally {
+    await engine.stop()
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** A bare libp2p exchange, a new stream each: ~600 B request, ~600 B answer; at c=1 and c=64. */
+async function bareExchange(transport: Transport): Promise<Record<number, LoadResult>> {
+  const [server, client] = await Promise.all(
+    [0, 1].map(() => createP2PNode({ identity: generateIdentity(), host: '127.0.0.1', port: 0 })),
+  )
+  if (!server || !client) throw new Error('unreachable')
+  try {
+    const answer = new Uint8Array(EXCHANGE_BYTES)
+    await server.handle(
+      ECHO,
+      (stream) => {
+        stream.addEventListener('remoteCloseWrite', () => {
+          stream.send(answer)
+          void stream.close().catch(() => {})
+        })
+      },
+      { maxInboundStreams: 1024 },
+    )
+    const address = server
+      .getMultiaddrs()
+      .find((ma) => ma.toString().includes(transport === 'quic' ? '/quic-v1/' : '/tcp/'))
+    if (!address) throw new Error(`no ${transport} address`)
+    const connection = await client.dial(address, { force: true })
+    const request = new Uint8Array(EXCHANGE_BYTES)
+    const one = async (): Promise<number> => {
+      const start = performance.now()
+      const stream = await connection.newStream(ECHO, { maxOutboundStreams: 1024 })
+      const received = readAll(stream)
+      stream.send(request)
+      await stream.close()
+      if ((await received) !== EXCHANGE_BYTES) throw new Error('short answer')
+      return performance.now() - start
+    }
+    const out: Record<number, LoadResult> = {}
+    for (const c of [1, 64]) {
+      for (const until = performance.now() + 1000; performance.now() < until; ) await one() // warm-up
+      const latencies: number[] = []
+      const end = performance.now() + DURATION_S * 1000
+      await Promise.all(
+        Array.from({ length: c }, async () => {
+          while (performance.now() < end) latencies.push(await one())
+        }),
+      )
+      const sorted = latencies.sort((x, y) => x - y)
+      out[c] = {
+        rps: latencies.length / DURATION_S,
+        p50: median(sorted),
+        p99: sorted[Math.floor(sorted.length * 0.99)] as number,
+        errors: 0,
+      }
+    }
+    return out
+  } finally {
+    await Promise.all([server.stop(), client.stop()])
+  }
+}
+
+/** Bytes received until the stream closes. */
+function readAll(stream: Stream): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let n = 0
+    stream.addEventListener('message', (event) => {
+      n += event.data.byteLength
+    })
+    stream.addEventListener('close', (event) => (event.error ? reject(event.error) : resolve(n)))
+  })
+}
+
+function f(n: number, digits = 3): string {
+  return n.toFixed(digits)
+}
+
+function ratio(a: number, b: number): string {
+  return `${(a / b).toFixed(2)}×`
+}
+
+await main()
