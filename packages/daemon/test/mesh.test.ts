@@ -271,6 +271,8 @@ describe('peers over the control port', () => {
       /address belongs to/,
     )
 
+    const events: Array<{ type: string; data: unknown }> = []
+    const unsubscribe = a.daemon.events.subscribe((event) => events.push(event))
     const { peer } = await rpc(a).call('add_peer', {
       node_id: b.daemon.identity.peerId,
       address: addressOf(b, 'tcp'),
@@ -281,6 +283,10 @@ describe('peers over the control port', () => {
     assert.deepEqual(peer.models, [MODEL])
     assert.ok(typeof peer.rtt_ms === 'number')
     assert.deepEqual(a.daemon.config.network.trusted_peers, [b.daemon.nodeId])
+    assert.ok(
+      events.some((e) => e.type === 'peer_up' && (e.data as { node_id: string }).node_id === b.daemon.nodeId),
+    )
+    assert.ok(events.some((e) => e.type === 'peer_capabilities'))
 
     const { peers } = await rpc(a).call('list_peers')
     assert.deepEqual(
@@ -303,6 +309,7 @@ describe('peers over the control port', () => {
       },
     )
 
+    unsubscribe()
     assert.deepEqual(await rpc(a).call('remove_peer', { node_id: b.daemon.nodeId }), { removed: true })
     assert.deepEqual((await rpc(a).call('list_peers')).peers, [])
     assert.deepEqual(a.daemon.config.network.trusted_peers, [])
