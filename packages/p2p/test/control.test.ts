@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import {
+  type Capabilities,
+  CONTROL_PROTOCOL,
+  type ControlPayload,
+  controlRequest,
+  controlStreamHandler,
+} from '../src/index.ts'
+import { connect, startPair, TRANSPORTS } from './utils/nodes.ts'
+
+const CAPABILITIES: Capabilities = {
+  node_id: 'x',
+  supported_models: ['m'],
+  max_context_length: null,
+  supports_streaming: true,
+  load_factor: 0.25,
+}
+
+for (const transport of TRANSPORTS) {
+  describe(`/gate/control over ${transport}`, () => {
+    it('answers each request, and resets only the streams that break the protocol', async () => {
+      await using pair = await startPair()
+      const { a, b } = pair
+      const seen: ControlPayload[] = []
+      const broken: string[] = []
+      await b.handle(
+        CONTROL_PROTOCOL,
+        controlStreamHandler(
+          async (payload) => {
+            seen.push(payload)
+            if (payload.type === 'ping') return { type: 'pong' }
+            return { type: 'handshake_response', capabilities: CAPABILITIES }
+          },
+          { onProtocolError: (err) => broken.push(err.message) },
+        ),
+      )
+      const connection = await connect(a, b, transport)
+      const ask = async (payload: ControlPayload) =>
+        controlRequest(await connection.newStream(CONTROL_PROTOCOL), payload, AbortSignal.timeout(5000))
+      assert.deepEqual(await ask({ type: 'ping' }), { type: 'pong' })
+      assert.deepEqual(await ask({ type: 'handshake', capabilities: { ...CAPABILITIES, node_id: 'a' } }), {
+        type: 'handshake_response',
+        capabilities: CAPABILITIES,
+      })
+
+      const frame = (json: string) => {
+        const bytes = new TextEncoder().encode(json)
+        return Uint8Array.from([bytes.length + 1, 1, ...bytes])
+      }
+      const bad: Array<[string, Uint8Array]> = [
+        ['garbage', new TextEncoder().encode('x'.repeat(300))],
+        ['oversized', Uint8Array.of(0xff, 0xff, 0xff, 0x7f, 1)],
+        ['wrong version', frame('{"version":2,"id":"i","timestamp":1,"payload":{"type":"ping"}}')],
+        ['unknown payload', frame('{"version":1,"id":"i","timestamp":1,"payload":{"type":"launch"}}')],
+        [
+          'bad capabilities',
+          frame(
+            '{"version":1,"id":"i","timestamp":1,"payload":{"type":"handshake","capabilities":{"load_factor":7}}}',
+          ),
+        ],
+        ['data frame', Uint8Array.of(2, 2, 0x41)],
+      ]
+      for (const [i, [name, bytes]] of bad.entries()) {
+        const stream = await connection.newStream(CONTROL_PROTOCOL)
+        stream.send(bytes)
+        const deadline = Date.now() + 5000
+        while (broken.length <= i && Date.now() < deadline) await sleep(10)
+        assert.equal(broken.length, i + 1, `the "${name}" stream was reset`)
+        stream.abort(new Error('done'))
+      }
+      assert.equal(seen.length, 2, 'no broken request reached the handler')
+      assert.equal(connection.status, 'open')
+      assert.deepEqual(await ask({ type: 'ping' }), { type: 'pong' })
+    })
+  })
+}
