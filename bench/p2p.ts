@@ -10,9 +10,17 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { generateIdentity } from '../packages/core/src/index.ts'
 import { startFakeEngine } from '../packages/daemon/test/utils/fake-engine.ts'
-import { createP2PNode, type Stream } from '../packages/p2p/src/index.ts'
+import {
+  createP2PNode,
+  HTTP_PROTOCOL,
+  httpStreamHandler,
+  MAX_STREAMS_PER_CONNECTION,
+  type Stream,
+  sendRequest,
+} from '../packages/p2p/src/index.ts'
 import {
   DURATION_S,
   type LoadResult,
@@ -30,6 +38,10 @@ type Transport = 'quic' | 'tcp'
 const TRANSPORTS: Transport[] = ['quic', 'tcp']
 const ECHO = '/gate-bench/echo/1.0.0'
 const EXCHANGE_BYTES = 600
+/** Exchanges open at once over one connection in the concurrency check. */
+const OPEN_STREAMS = 1000
+/** How long the server holds each of those answers. */
+const HOLD_MS = 500
 
 async function main(): Promise<void> {
   await requireTools(['wrk'])
@@ -103,6 +115,13 @@ async function main(): Promise<void> {
       }
     }
     printTable(rows)
+    console.log('')
+    for (const transport of TRANSPORTS) {
+      const { ok, peak, perStreamKb } = await manyStreams(transport)
+      console.log(
+        `${transport}: ${ok}/${OPEN_STREAMS} /gate/http exchanges started at once over one connection completed; at most ${peak} open together, ~${perStreamKb.toFixed(1)} KB each (both ends, one process)`,
+      )
+    }
   } finally {
     await engine.stop()
     await rm(dir, { recursive: true, force: true })
@@ -161,6 +180,73 @@ async function bareExchange(transport: Transport): Promise<Record<number, LoadRe
       }
     }
     return out
+  } finally {
+    await Promise.all([server.stop(), client.stop()])
+  }
+}
+
+/**
+ * OPEN_STREAMS `/gate/http` exchanges started at once over one connection; the server holds each
+ * answer for HOLD_MS, so many are open together. Reports how many completed, the most open at the
+ * server at one time (the transport may queue streams: QUIC caps concurrent streams per
+ * connection), and the memory each open stream took at that peak.
+ */
+async function manyStreams(transport: Transport): Promise<{ ok: number; peak: number; perStreamKb: number }> {
+  const [server, client] = await Promise.all(
+    [0, 1].map(() => createP2PNode({ identity: generateIdentity(), host: '127.0.0.1', port: 0 })),
+  )
+  if (!server || !client) throw new Error('unreachable')
+  const limits = {
+    maxInboundStreams: MAX_STREAMS_PER_CONNECTION,
+    maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
+  }
+  try {
+    let open = 0
+    let peak = 0
+    const before = process.memoryUsage().rss
+    let atPeak = before
+    await server.handle(
+      HTTP_PROTOCOL,
+      httpStreamHandler(
+        async (_request, response) => {
+          if (++open > peak) {
+            peak = open
+            atPeak = process.memoryUsage().rss
+          }
+          await sleep(HOLD_MS)
+          open--
+          await response.head({ status: 200, headers: {} })
+          await response.data(new Uint8Array(EXCHANGE_BYTES))
+          await response.end()
+        },
+        { maxBodyBytes: 4096 },
+      ),
+      limits,
+    )
+    const address = server
+      .getMultiaddrs()
+      .find((ma) => ma.toString().includes(transport === 'quic' ? '/quic-v1/' : '/tcp/'))
+    if (!address) throw new Error(`no ${transport} address`)
+    const connection = await client.dial(address, { force: true })
+    let ok = 0
+    const errors = new Map<string, number>()
+    await Promise.all(
+      Array.from({ length: OPEN_STREAMS }, async () => {
+        const signal = AbortSignal.timeout(60_000)
+        const stream = await connection.newStream(HTTP_PROTOCOL, { ...limits, signal })
+        const head = { method: 'POST', path: '/v1/chat/completions', headers: {} }
+        const response = await sendRequest(stream, { head, body: new Uint8Array(EXCHANGE_BYTES) }, signal)
+        let bytes = 0
+        for await (const chunk of response.body) bytes += chunk.length
+        if (response.head.status === 200 && bytes === EXCHANGE_BYTES) ok++
+      }).map((p) =>
+        p.catch((err: unknown) => {
+          errors.set(String(err), (errors.get(String(err)) ?? 0) + 1)
+        }),
+      ),
+    )
+    for (const [message, n] of errors) console.log(`${transport}: ${n} exchanges failed: ${message}`)
+    return { ok, peak, perStreamKb: (atPeak - before) / 1024 / Math.max(peak, 1) }
   } finally {
     await Promise.all([server.stop(), client.stop()])
   }

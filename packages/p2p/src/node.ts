@@ -43,7 +43,15 @@ export async function createP2PNode(init: P2PNodeInit): Promise<GateLibp2p> {
     // QUIC brings its own TLS 1.3 and stream muxing; noise and yamux serve TCP only.
     transports: [quic(), tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    // A burst of exchanges opens many streams at once; yamux's defaults (1000 each way, and
+    // only 10 not yet acknowledged) would reset most of them.
+    streamMuxers: [
+      yamux({
+        maxInboundStreams: 4 * MAX_STREAMS_PER_CONNECTION,
+        maxOutboundStreams: 4 * MAX_STREAMS_PER_CONNECTION,
+        maxEarlyStreams: MAX_STREAMS_PER_CONNECTION,
+      }),
+    ],
     services: {
       identify: identify(),
       // The DHT pings every new contact through this service; with the default single outbound
