@@ -163,7 +163,13 @@ export class Mesh {
       answer = await this.#api.request({
         method: head.method as 'POST',
         path: head.path,
-        headers: { ...head.headers, [PEER_HEADER]: from },
+        // Who asked is for this node to say: a peer's own copy of the header, in any case, goes.
+        headers: {
+          ...Object.fromEntries(
+            Object.entries(head.headers).filter(([k]) => k.toLowerCase() !== PEER_HEADER),
+          ),
+          [PEER_HEADER]: from,
+        },
         body,
         signal,
       })
