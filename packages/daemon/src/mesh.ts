@@ -9,6 +9,7 @@ import {
 import {
   type Capabilities,
   CONTROL_PROTOCOL,
+  type Connection,
   controlStreamHandler,
   createP2PNode,
   type GateLibp2p,
@@ -86,15 +87,17 @@ export class Mesh {
       port: network.p2p_port,
     })
     const mesh = new Mesh(node, init)
+    // A stream reset for breaking a Gate protocol; the node goes on serving.
+    const onProtocolError = (err: Error, connection: Connection) =>
+      init.logger.warn(
+        { peer: connection.remotePeer.toString(), err: err.message },
+        'peer broke the protocol',
+      )
     await node.handle(
       HTTP_PROTOCOL,
       httpStreamHandler((request, response) => mesh.#serve(request, response), {
         maxBodyBytes: security.max_body_bytes,
-        onProtocolError: (err, connection) =>
-          init.logger.warn(
-            { peer: connection.remotePeer.toString(), err: err.message },
-            'peer broke the protocol',
-          ),
+        onProtocolError,
       }),
       STREAM_LIMITS,
     )
@@ -103,11 +106,7 @@ export class Mesh {
       controlStreamHandler(
         (payload, connection) => mesh.peers.answer(payload, peerIdToNodeId(connection.remotePeer.toString())),
         {
-          onProtocolError: (err, connection) =>
-            init.logger.warn(
-              { peer: connection.remotePeer.toString(), err: err.message },
-              'peer broke the protocol',
-            ),
+          onProtocolError,
         },
       ),
     )

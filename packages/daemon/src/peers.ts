@@ -59,6 +59,8 @@ export class PeerManager {
   #timer: NodeJS.Timeout | undefined
   #advertised = ''
   #ticking: Promise<void> | undefined
+  #trustedFrom: readonly string[] | undefined
+  #trustedIds: string[] = []
 
   constructor(init: PeerManagerInit) {
     this.#init = init
@@ -105,7 +107,7 @@ export class PeerManager {
   }
 
   async #tick(): Promise<void> {
-    const trusted = new Set(this.#trusted())
+    const trusted = new Set(this.trusted())
     for (const nodeId of this.#peers.keys()) if (!trusted.has(nodeId)) this.#peers.delete(nodeId)
     const ours = JSON.stringify(this.#init.capabilities())
     const push = ours !== this.#advertised
@@ -330,23 +332,24 @@ export class PeerManager {
     return out
   }
 
-  get(nodeId: string): PeerState | undefined {
-    return this.#peers.get(nodeId)
-  }
-
-  list(): PeerState[] {
-    return [...this.#peers.values()]
-  }
-
-  #trusted(): string[] {
-    return this.#init.trusted().flatMap((entry) => {
-      const id = safeNodeId(entry)
-      return id && id !== this.#init.nodeId ? [id] : []
-    })
+  /**
+   * `network.trusted_peers` as node IDs (entries may be PeerIds), without this node. Parsed
+   * again only when the config's list changes: routing asks for every request.
+   */
+  trusted(): string[] {
+    const entries = this.#init.trusted()
+    if (entries !== this.#trustedFrom) {
+      this.#trustedFrom = entries
+      this.#trustedIds = entries.flatMap((entry) => {
+        const id = safeNodeId(entry)
+        return id && id !== this.#init.nodeId ? [id] : []
+      })
+    }
+    return this.#trustedIds
   }
 
   isTrusted(nodeId: string): boolean {
-    return this.#trusted().includes(nodeId)
+    return this.trusted().includes(nodeId)
   }
 
   #state(nodeId: string): PeerState {

@@ -156,9 +156,8 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
       return { removed: tracked || kept.length !== trusted.length }
     },
     list_peers: async () => {
-      const { config, mesh } = running()
-      const ids = config.config.network.trusted_peers.flatMap((entry) => safeNodeId(entry) ?? [])
-      return { peers: ids.map((id) => mesh.peers.info(id)) }
+      const { mesh } = running()
+      return { peers: mesh.peers.trusted().map((id) => mesh.peers.info(id)) }
     },
     peer_info: async ({ node_id }) => {
       const { mesh } = running()
