@@ -65,6 +65,7 @@ export const ConfigSchema = z.strictObject({
       p2p_host: nonEmpty.default('0.0.0.0'),
       trusted_peers: z.array(nonEmpty).default([]),
       bootstrap: z.array(nonEmpty).default([]),
+      mdns: z.boolean().default(false),
       max_connections: positiveInt.default(256),
     })
     .prefault({}),
@@ -132,7 +133,14 @@ function formatIssue(issue: z.core.$ZodIssue): string {
 /** Which top-level changes need a restart to apply; all others apply live. */
 export function restartRequiredChanges(before: Config, after: Config): string[] {
   const changed: string[] = []
-  for (const key of ['http_port', 'control_port', 'p2p_port', 'p2p_host'] as const) {
+  for (const key of [
+    'http_port',
+    'control_port',
+    'p2p_port',
+    'p2p_host',
+    'mdns',
+    'max_connections',
+  ] as const) {
     if (before.network[key] !== after.network[key]) changed.push(`network.${key}`)
   }
   return changed

@@ -89,10 +89,15 @@ describe('config', () => {
   it('says which changes need a restart', () => {
     const before = defaultConfig()
     const after = parseConfig({
-      network: { http_port: 1, p2p_host: '127.0.0.1', trusted_peers: ['x'] },
+      network: { http_port: 1, p2p_host: '127.0.0.1', mdns: true, trusted_peers: ['x'] },
       security: { max_concurrent_requests: 2 },
     })
-    assert.deepEqual(restartRequiredChanges(before, after), ['network.http_port', 'network.p2p_host'])
+    assert.equal(before.network.mdns, false, 'mDNS is off unless asked for')
+    assert.deepEqual(restartRequiredChanges(before, after), [
+      'network.http_port',
+      'network.p2p_host',
+      'network.mdns',
+    ])
     assert.deepEqual(restartRequiredChanges(before, defaultConfig()), [])
   })
 })

@@ -20,3 +20,5 @@ export const PEER_DIAL_TIMEOUT_MS = 10_000
 export const PEER_HEADER = 'x-gate-peer'
 /** How often trusted peers are reached, their capabilities refreshed and ours pushed if changed. @default 2000 ms */
 export const PEER_REFRESH_MS = 2000
+/** The longest wait between attempts to reach an unreachable trusted peer. @default 60_000 ms */
+export const PEER_BACKOFF_MAX_MS = 60_000

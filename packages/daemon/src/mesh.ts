@@ -85,6 +85,8 @@ export class Mesh {
       identity: init.identity,
       host: network.p2p_host,
       port: network.p2p_port,
+      mdns: network.mdns,
+      maxConnections: network.max_connections,
     })
     const mesh = new Mesh(node, init)
     // A stream reset for breaking a Gate protocol; the node goes on serving.

@@ -12,7 +12,7 @@ import type { PeerInfo } from '@gate/rpc'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from 'pino'
 import type { ConfigManager } from './config-manager.ts'
-import { PEER_DIAL_TIMEOUT_MS, PEER_REFRESH_MS } from './constants.ts'
+import { PEER_BACKOFF_MAX_MS, PEER_DIAL_TIMEOUT_MS, PEER_REFRESH_MS } from './constants.ts'
 import type { EventBus } from './events.ts'
 import { Breaker } from './providers/breaker.ts'
 import { describeError } from './providers/provider.ts'
@@ -32,6 +32,10 @@ export interface PeerState {
   /** Requests we have in flight to it: a burst spreads over peers instead of piling on one. */
   inflight: number
   breaker: Breaker
+  /** Failed attempts to reach it in a row. */
+  attempts: number
+  /** When it is next tried (ms since the epoch), after `attempts` failures; 0 when not waiting. */
+  retry_at: number
 }
 
 export interface PeerManagerInit {
@@ -47,11 +51,20 @@ export interface PeerManagerInit {
   onPair: (nodeId: string, secret: string) => Promise<boolean>
   logger: Logger
   events: EventBus
+  /** How often peers are refreshed, the first reconnect delay. @default PEER_REFRESH_MS */
+  refreshMs?: number
+  /** The longest reconnect delay. @default PEER_BACKOFF_MAX_MS */
+  maxBackoffMs?: number
 }
 
+/** The peer-store tag that keeps trusted peers' connections when libp2p prunes connections. */
+const TRUSTED_TAG = 'gate-trusted'
+
 /**
- * Keeps every trusted peer's state: connects and reconnects, exchanges capabilities on connect
- * and when ours change, measures RTT, and ranks peers for a model.
+ * Keeps every trusted peer's state: connects, and reconnects with exponential backoff (doubling
+ * from `refreshMs` up to `maxBackoffMs`, with jitter), exchanges capabilities on connect and when
+ * ours change, measures RTT, and ranks peers for a model. A trusted peer found by mDNS or
+ * connecting to us is tried at once.
  */
 export class PeerManager {
   readonly #init: PeerManagerInit
@@ -73,6 +86,11 @@ export class PeerManager {
       const state = nodeId ? this.#peers.get(nodeId) : undefined
       if (state && state.status === 'connected') this.#setStatus(state, 'disconnected', null)
     })
+    init.node.addEventListener('peer:discovery', (event) => {
+      const nodeId = safePeerNode(event.detail.id.toString())
+      const state = nodeId && this.isTrusted(nodeId) ? this.#state(nodeId) : undefined
+      if (state && state.status !== 'connected') void this.#handshake(state)
+    })
   }
 
   /** Loads the peer cache into libp2p's peer store and dials the bootstrap peers. */
@@ -90,7 +108,7 @@ export class PeerManager {
       else this.#init.logger.warn({ address }, 'network.bootstrap: not a multiaddr')
     }
     void this.tick()
-    this.#timer = setInterval(() => void this.tick(), PEER_REFRESH_MS)
+    this.#timer = setInterval(() => void this.tick(), this.#init.refreshMs ?? PEER_REFRESH_MS)
     this.#timer.unref()
   }
 
@@ -98,7 +116,10 @@ export class PeerManager {
     clearInterval(this.#timer)
   }
 
-  /** One round: reach every trusted peer, refresh its capabilities, push ours if they changed. */
+  /**
+   * One round: refresh every trusted peer's capabilities and push ours if they changed; reach
+   * the unreachable ones whose backoff is over.
+   */
   tick(): Promise<void> {
     this.#ticking ??= this.#tick().finally(() => {
       this.#ticking = undefined
@@ -108,14 +129,16 @@ export class PeerManager {
 
   async #tick(): Promise<void> {
     const trusted = new Set(this.trusted())
-    for (const nodeId of this.#peers.keys()) if (!trusted.has(nodeId)) this.#peers.delete(nodeId)
+    for (const nodeId of this.#peers.keys()) if (!trusted.has(nodeId)) this.#forget(nodeId)
     const ours = JSON.stringify(this.#init.capabilities())
     const push = ours !== this.#advertised
     this.#advertised = ours
+    const now = Date.now()
     await Promise.all(
-      [...trusted].map((nodeId) =>
-        this.#handshake(this.#state(nodeId), push ? 'capability_update' : 'handshake'),
-      ),
+      [...trusted]
+        .map((nodeId) => this.#state(nodeId))
+        .filter((state) => now >= state.retry_at)
+        .map((state) => this.#handshake(state, push ? 'capability_update' : 'handshake')),
     )
   }
 
@@ -154,13 +177,21 @@ export class PeerManager {
         this.#saveCache()
       }
       this.#seen(state)
+      state.attempts = 0
+      state.retry_at = 0
       this.#setStatus(state, 'connected', null)
     } catch (err) {
-      this.#setStatus(
-        state,
-        node.getConnections(peerIdOf(state.node_id)).length > 0 ? 'connected' : 'failed',
-        describeError(err),
+      if (node.getConnections(peerIdOf(state.node_id)).length > 0) {
+        this.#setStatus(state, 'connected', describeError(err))
+        return
+      }
+      state.attempts++
+      const delay = Math.min(
+        (this.#init.refreshMs ?? PEER_REFRESH_MS) * 2 ** (state.attempts - 1),
+        this.#init.maxBackoffMs ?? PEER_BACKOFF_MAX_MS,
       )
+      state.retry_at = Date.now() + delay * (0.8 + Math.random() * 0.4)
+      this.#setStatus(state, 'failed', describeError(err))
     }
   }
 
@@ -210,7 +241,7 @@ export class PeerManager {
 
   /** Stops tracking a peer (the caller removes it from `trusted_peers`) and hangs up on it. */
   async remove(nodeId: string): Promise<boolean> {
-    const known = this.#peers.delete(nodeId)
+    const known = this.#forget(nodeId)
     this.#saveCache()
     await this.#init.node.hangUp(peerIdOf(nodeId)).catch(() => {})
     return known
@@ -232,6 +263,8 @@ export class PeerManager {
       load_factor: state?.capabilities?.load_factor ?? null,
       rtt_ms: state?.rtt_ms ?? null,
       last_seen: state?.last_seen ?? null,
+      next_attempt:
+        state?.status === 'failed' && state.retry_at > 0 ? new Date(state.retry_at).toISOString() : null,
     }
   }
 
@@ -365,10 +398,27 @@ export class PeerManager {
         capabilities: null,
         inflight: 0,
         breaker: new Breaker(),
+        attempts: 0,
+        retry_at: 0,
       }
       this.#peers.set(nodeId, state)
+      this.#tag(nodeId, true)
     }
     return state
+  }
+
+  /** Stops tracking a peer; false when it was not tracked. */
+  #forget(nodeId: string): boolean {
+    if (!this.#peers.delete(nodeId)) return false
+    this.#tag(nodeId, false)
+    return true
+  }
+
+  /** Trusted peers' connections are the last libp2p prunes. */
+  #tag(nodeId: string, trusted: boolean): void {
+    void this.#init.node.peerStore
+      .merge(peerIdOf(nodeId), { tags: { [TRUSTED_TAG]: trusted ? { value: 100 } : undefined } })
+      .catch(() => {})
   }
 
   #seen(state: PeerState): void {

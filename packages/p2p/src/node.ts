@@ -5,6 +5,7 @@ import { type Identity, libp2pPrivateKey, nodeIdToPeerId } from '@gate/core'
 import { type Identify, identify } from '@libp2p/identify'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import { type KadDHT, kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { mdns } from '@libp2p/mdns'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { type Ping, ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
@@ -20,6 +21,9 @@ export const MAX_STREAMS_PER_CONNECTION = 1024
 /** Gate's own DHT: Gate nodes do not join the public IPFS one. */
 export const DHT_PROTOCOL = '/gate/kad/1.0.0'
 
+/** What Gate nodes announce on the LAN, so they find each other and not every libp2p app. */
+export const MDNS_SERVICE_TAG = '_gate._udp.local'
+
 export type GateServices = { identify: Identify; ping: Ping; dht: KadDHT }
 export type GateLibp2p = Libp2p<GateServices>
 
@@ -29,15 +33,21 @@ export interface P2PNodeInit {
   host: string
   /** `network.p2p_port`: QUIC on UDP and TCP on the same number; 0 picks free ports. */
   port: number
+  /** `network.mdns`: find nodes on the LAN by multicast DNS. @default false */
+  mdns?: boolean
+  /** `network.max_connections`: beyond it libp2p prunes the connections it values least. */
+  maxConnections?: number
 }
 
 /**
  * A started libp2p node under the Gate identity: QUIC first, TCP + noise + yamux as fallback,
- * identify, ping and a Kademlia DHT in server mode on Gate's protocol.
+ * identify, ping, a Kademlia DHT in server mode on Gate's protocol, and mDNS when asked.
  */
 export async function createP2PNode(init: P2PNodeInit): Promise<GateLibp2p> {
   const { host, port } = init
   return createLibp2p({
+    ...(init.maxConnections ? { connectionManager: { maxConnections: init.maxConnections } } : {}),
+    peerDiscovery: init.mdns ? [mdns({ serviceTag: MDNS_SERVICE_TAG })] : [],
     privateKey: libp2pPrivateKey(init.identity),
     addresses: { listen: [`/ip4/${host}/udp/${port}/quic-v1`, `/ip4/${host}/tcp/${port}`] },
     // QUIC brings its own TLS 1.3 and stream muxing; noise and yamux serve TCP only.

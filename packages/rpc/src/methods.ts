@@ -139,6 +139,8 @@ export interface PeerInfo {
   load_factor: number | null
   rtt_ms: number | null
   last_seen: string | null
+  /** When an unreachable peer is tried again (ISO 8601); null unless `status` is `failed`. */
+  next_attempt: string | null
 }
 
 export interface MetricsSnapshot {

@@ -75,7 +75,11 @@ export function registerPeersCommands(program: Command): void {
 }
 
 function describePeer(peer: PeerInfo): string {
-  const status = peer.error && peer.status !== 'connected' ? `${peer.status}: ${peer.error}` : peer.status
+  const retry = peer.next_attempt
+    ? ` (next try in ${Math.max(0, Math.round((Date.parse(peer.next_attempt) - Date.now()) / 1000))} s)`
+    : ''
+  const status =
+    peer.error && peer.status !== 'connected' ? `${peer.status}: ${peer.error}${retry}` : peer.status
   return table([
     ['node ID', peer.node_id],
     ['status', status],

@@ -180,6 +180,7 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
         load_factor: Math.min(1, api.active / config.config.security.max_concurrent_requests),
         rtt_ms: 0,
         last_seen: new Date().toISOString(),
+        next_attempt: null,
       }
       return { self, nodes: mesh.peers.known() }
     },
