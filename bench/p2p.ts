@@ -3,11 +3,15 @@
  * and through node A (`X-Target-Node: B`), over QUIC and over TCP, in one run: requests/s and
  * p50/p99 at concurrency 1 and 64 (wrk), and a 50-chunk stream's time to first byte. The anchor
  * is a bare libp2p request/response (a new stream, ~600 B each way) on the same transport,
- * measured here too: what libp2p itself costs per exchange.
+ * measured here too: what libp2p itself costs per exchange. Then single-stream throughput (256 MB
+ * one way) over a plain loopback TCP socket, a bare libp2p stream and a `/gate/http` response
+ * body; and 1000 `/gate/http` exchanges open at once over one connection.
  *
  * Needs `wrk`. Everything binds to 127.0.0.1 on random ports and is stopped at the end.
  */
+import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { type AddressInfo, connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -15,6 +19,7 @@ import { generateIdentity } from '../packages/core/src/index.ts'
 import { startFakeEngine } from '../packages/daemon/test/utils/fake-engine.ts'
 import {
   createP2PNode,
+  drained,
   HTTP_PROTOCOL,
   httpStreamHandler,
   MAX_STREAMS_PER_CONNECTION,
@@ -42,6 +47,10 @@ const EXCHANGE_BYTES = 600
 const OPEN_STREAMS = 1000
 /** How long the server holds each of those answers. */
 const HOLD_MS = 500
+const SINK = '/gate-bench/sink/1.0.0'
+/** Bytes sent one way in the single-stream throughput runs. */
+const BULK_BYTES = 256 * 1024 * 1024
+const BULK_CHUNK = new Uint8Array(64 * 1024)
 
 async function main(): Promise<void> {
   await requireTools(['wrk'])
@@ -116,6 +125,18 @@ async function main(): Promise<void> {
     }
     printTable(rows)
     console.log('')
+    const bulk: string[][] = [
+      ['one stream, MB/s', 'plain TCP', 'libp2p stream', '/gate/http body', 'Gate / plain TCP'],
+    ]
+    const tcp = await plainTcpBulk()
+    for (const transport of TRANSPORTS) {
+      process.stderr.write(`${transport} bulk…\n`)
+      const raw = await libp2pBulk(transport)
+      const gate = await gateBulk(transport)
+      bulk.push([transport, f(tcp, 0), f(raw, 0), f(gate, 0), ratio(gate, tcp)])
+    }
+    printTable(bulk)
+    console.log('')
     for (const transport of TRANSPORTS) {
       const { ok, peak, perStreamKb } = await manyStreams(transport)
       console.log(
@@ -128,61 +149,69 @@ async function main(): Promise<void> {
   }
 }
 
-/** A bare libp2p exchange, a new stream each: ~600 B request, ~600 B answer; at c=1 and c=64. */
-async function bareExchange(transport: Transport): Promise<Record<number, LoadResult>> {
+/** Two libp2p nodes, the client connected to the server on `transport`; stopped on dispose. */
+async function nodePair(transport: Transport) {
   const [server, client] = await Promise.all(
     [0, 1].map(() => createP2PNode({ identity: generateIdentity(), host: '127.0.0.1', port: 0 })),
   )
   if (!server || !client) throw new Error('unreachable')
-  try {
-    const answer = new Uint8Array(EXCHANGE_BYTES)
-    await server.handle(
-      ECHO,
-      (stream) => {
-        stream.addEventListener('remoteCloseWrite', () => {
-          stream.send(answer)
-          void stream.close().catch(() => {})
-        })
-      },
-      { maxInboundStreams: 1024 },
-    )
-    const address = server
-      .getMultiaddrs()
-      .find((ma) => ma.toString().includes(transport === 'quic' ? '/quic-v1/' : '/tcp/'))
-    if (!address) throw new Error(`no ${transport} address`)
-    const connection = await client.dial(address, { force: true })
-    const request = new Uint8Array(EXCHANGE_BYTES)
-    const one = async (): Promise<number> => {
-      const start = performance.now()
-      const stream = await connection.newStream(ECHO, { maxOutboundStreams: 1024 })
-      const received = readAll(stream)
-      stream.send(request)
-      await stream.close()
-      if ((await received) !== EXCHANGE_BYTES) throw new Error('short answer')
-      return performance.now() - start
-    }
-    const out: Record<number, LoadResult> = {}
-    for (const c of [1, 64]) {
-      for (const until = performance.now() + 1000; performance.now() < until; ) await one() // warm-up
-      const latencies: number[] = []
-      const end = performance.now() + DURATION_S * 1000
-      await Promise.all(
-        Array.from({ length: c }, async () => {
-          while (performance.now() < end) latencies.push(await one())
-        }),
-      )
-      const sorted = latencies.sort((x, y) => x - y)
-      out[c] = {
-        rps: latencies.length / DURATION_S,
-        p50: median(sorted),
-        p99: sorted[Math.floor(sorted.length * 0.99)] as number,
-        errors: 0,
-      }
-    }
-    return out
-  } finally {
-    await Promise.all([server.stop(), client.stop()])
+  const address = server
+    .getMultiaddrs()
+    .find((ma) => ma.toString().includes(transport === 'quic' ? '/quic-v1/' : '/tcp/'))
+  if (!address) throw new Error(`no ${transport} address`)
+  const connection = await client.dial(address, { force: true })
+  return {
+    server,
+    connection,
+    [Symbol.asyncDispose]: async () => {
+      await Promise.all([server.stop(), client.stop()])
+    },
   }
+}
+
+/** A bare libp2p exchange, a new stream each: ~600 B request, ~600 B answer; at c=1 and c=64. */
+async function bareExchange(transport: Transport): Promise<Record<number, LoadResult>> {
+  await using pair = await nodePair(transport)
+  const answer = new Uint8Array(EXCHANGE_BYTES)
+  await pair.server.handle(
+    ECHO,
+    (stream) => {
+      stream.addEventListener('remoteCloseWrite', () => {
+        stream.send(answer)
+        void stream.close().catch(() => {})
+      })
+    },
+    { maxInboundStreams: 1024 },
+  )
+  const request = new Uint8Array(EXCHANGE_BYTES)
+  const one = async (): Promise<number> => {
+    const start = performance.now()
+    const stream = await pair.connection.newStream(ECHO, { maxOutboundStreams: 1024 })
+    const received = readAll(stream)
+    stream.send(request)
+    await stream.close()
+    if ((await received) !== EXCHANGE_BYTES) throw new Error('short answer')
+    return performance.now() - start
+  }
+  const out: Record<number, LoadResult> = {}
+  for (const c of [1, 64]) {
+    for (const until = performance.now() + 1000; performance.now() < until; ) await one() // warm-up
+    const latencies: number[] = []
+    const end = performance.now() + DURATION_S * 1000
+    await Promise.all(
+      Array.from({ length: c }, async () => {
+        while (performance.now() < end) latencies.push(await one())
+      }),
+    )
+    const sorted = latencies.sort((x, y) => x - y)
+    out[c] = {
+      rps: latencies.length / DURATION_S,
+      p50: median(sorted),
+      p99: sorted[Math.floor(sorted.length * 0.99)] as number,
+      errors: 0,
+    }
+  }
+  return out
 }
 
 /**
@@ -192,64 +221,124 @@ async function bareExchange(transport: Transport): Promise<Record<number, LoadRe
  * connection), and the memory each open stream took at that peak.
  */
 async function manyStreams(transport: Transport): Promise<{ ok: number; peak: number; perStreamKb: number }> {
-  const [server, client] = await Promise.all(
-    [0, 1].map(() => createP2PNode({ identity: generateIdentity(), host: '127.0.0.1', port: 0 })),
-  )
-  if (!server || !client) throw new Error('unreachable')
+  await using pair = await nodePair(transport)
   const limits = {
     maxInboundStreams: MAX_STREAMS_PER_CONNECTION,
     maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
   }
+  let open = 0
+  let peak = 0
+  const before = process.memoryUsage().rss
+  let atPeak = before
+  await pair.server.handle(
+    HTTP_PROTOCOL,
+    httpStreamHandler(
+      async (_request, response) => {
+        if (++open > peak) {
+          peak = open
+          atPeak = process.memoryUsage().rss
+        }
+        await sleep(HOLD_MS)
+        open--
+        await response.head({ status: 200, headers: {} })
+        await response.data(new Uint8Array(EXCHANGE_BYTES))
+        await response.end()
+      },
+      { maxBodyBytes: 4096 },
+    ),
+    limits,
+  )
+  let ok = 0
+  const errors = new Map<string, number>()
+  await Promise.all(
+    Array.from({ length: OPEN_STREAMS }, async () => {
+      const signal = AbortSignal.timeout(60_000)
+      const stream = await pair.connection.newStream(HTTP_PROTOCOL, { ...limits, signal })
+      const head = { method: 'POST', path: '/v1/chat/completions', headers: {} }
+      const response = await sendRequest(stream, { head, body: new Uint8Array(EXCHANGE_BYTES) }, signal)
+      let bytes = 0
+      for await (const chunk of response.body) bytes += chunk.length
+      if (response.head.status === 200 && bytes === EXCHANGE_BYTES) ok++
+    }).map((p) =>
+      p.catch((err: unknown) => {
+        errors.set(String(err), (errors.get(String(err)) ?? 0) + 1)
+      }),
+    ),
+  )
+  for (const [message, n] of errors) console.log(`${transport}: ${n} exchanges failed: ${message}`)
+  return { ok, peak, perStreamKb: (atPeak - before) / 1024 / Math.max(peak, 1) }
+}
+
+/** MB/s of BULK_BYTES sent one way over a plain loopback TCP socket, until the receiver has them all. */
+async function plainTcpBulk(): Promise<number> {
+  const server = createServer((socket) => {
+    socket.on('data', () => {})
+    socket.on('end', () => socket.end('k'))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   try {
-    let open = 0
-    let peak = 0
-    const before = process.memoryUsage().rss
-    let atPeak = before
-    await server.handle(
-      HTTP_PROTOCOL,
-      httpStreamHandler(
-        async (_request, response) => {
-          if (++open > peak) {
-            peak = open
-            atPeak = process.memoryUsage().rss
-          }
-          await sleep(HOLD_MS)
-          open--
-          await response.head({ status: 200, headers: {} })
-          await response.data(new Uint8Array(EXCHANGE_BYTES))
-          await response.end()
-        },
-        { maxBodyBytes: 4096 },
-      ),
-      limits,
-    )
-    const address = server
-      .getMultiaddrs()
-      .find((ma) => ma.toString().includes(transport === 'quic' ? '/quic-v1/' : '/tcp/'))
-    if (!address) throw new Error(`no ${transport} address`)
-    const connection = await client.dial(address, { force: true })
-    let ok = 0
-    const errors = new Map<string, number>()
-    await Promise.all(
-      Array.from({ length: OPEN_STREAMS }, async () => {
-        const signal = AbortSignal.timeout(60_000)
-        const stream = await connection.newStream(HTTP_PROTOCOL, { ...limits, signal })
-        const head = { method: 'POST', path: '/v1/chat/completions', headers: {} }
-        const response = await sendRequest(stream, { head, body: new Uint8Array(EXCHANGE_BYTES) }, signal)
-        let bytes = 0
-        for await (const chunk of response.body) bytes += chunk.length
-        if (response.head.status === 200 && bytes === EXCHANGE_BYTES) ok++
-      }).map((p) =>
-        p.catch((err: unknown) => {
-          errors.set(String(err), (errors.get(String(err)) ?? 0) + 1)
-        }),
-      ),
-    )
-    for (const [message, n] of errors) console.log(`${transport}: ${n} exchanges failed: ${message}`)
-    return { ok, peak, perStreamKb: (atPeak - before) / 1024 / Math.max(peak, 1) }
+    const socket = connect((server.address() as AddressInfo).port, '127.0.0.1')
+    await once(socket, 'connect')
+    const start = performance.now()
+    const acked = once(socket, 'data')
+    for (let sent = 0; sent < BULK_BYTES; sent += BULK_CHUNK.length)
+      if (!socket.write(BULK_CHUNK)) await once(socket, 'drain')
+    socket.end()
+    await acked
+    return megabytesPerSecond(start)
   } finally {
-    await Promise.all([server.stop(), client.stop()])
+    server.close()
   }
+}
+
+/** The same over one libp2p stream on `transport`, honouring its backpressure. */
+async function libp2pBulk(transport: Transport): Promise<number> {
+  await using pair = await nodePair(transport)
+  await pair.server.handle(SINK, (stream) => {
+    stream.addEventListener('message', () => {}) // read (and drop): unread data would reset the stream
+    stream.addEventListener('remoteCloseWrite', () => {
+      stream.send(Uint8Array.of(1))
+      void stream.close().catch(() => {})
+    })
+  })
+  const stream = await pair.connection.newStream(SINK)
+  const start = performance.now()
+  const acked = readAll(stream)
+  for (let sent = 0; sent < BULK_BYTES; sent += BULK_CHUNK.length) {
+    if (stream.writableNeedsDrain) await drained(stream)
+    stream.send(BULK_CHUNK)
+  }
+  await stream.close()
+  if ((await acked) !== 1) throw new Error('no acknowledgement')
+  return megabytesPerSecond(start)
+}
+
+/** The same as a `/gate/http` response body: Gate's frames and flow control over libp2p. */
+async function gateBulk(transport: Transport): Promise<number> {
+  await using pair = await nodePair(transport)
+  await pair.server.handle(
+    HTTP_PROTOCOL,
+    httpStreamHandler(
+      async (_request, response) => {
+        await response.head({ status: 200, headers: {} })
+        for (let sent = 0; sent < BULK_BYTES; sent += BULK_CHUNK.length) await response.data(BULK_CHUNK)
+        await response.end()
+      },
+      { maxBodyBytes: 4096 },
+    ),
+  )
+  const start = performance.now()
+  const stream = await pair.connection.newStream(HTTP_PROTOCOL)
+  const head = { method: 'GET', path: '/bulk', headers: {} }
+  const response = await sendRequest(stream, { head, body: new Uint8Array() }, AbortSignal.timeout(120_000))
+  let bytes = 0
+  for await (const chunk of response.body) bytes += chunk.length
+  if (bytes !== BULK_BYTES) throw new Error(`short body: ${bytes} bytes`)
+  return megabytesPerSecond(start)
+}
+
+function megabytesPerSecond(start: number): number {
+  return BULK_BYTES / 1e6 / ((performance.now() - start) / 1000)
 }
 
 /** Bytes received until the stream closes. */

@@ -21,13 +21,14 @@ import {
   peerIdOf,
   type RequestHead,
   type ResponseWriter,
+  StreamPool,
   sendRequest,
 } from '@gate/p2p'
 import type { Logger } from 'pino'
 import { Pool } from 'undici'
 import { openAiErrorBody } from './api/errors.ts'
 import { endToEndHeaders } from './api/forward.ts'
-import { PEER_DIAL_TIMEOUT_MS, PEER_HEADER } from './constants.ts'
+import { PEER_DIAL_TIMEOUT_MS, PEER_HEADER, SPARE_STREAM_IDLE_MS, SPARE_STREAMS } from './constants.ts'
 import type { EventBus } from './events.ts'
 import { PeerManager } from './peers.ts'
 import { describeError } from './providers/provider.ts'
@@ -61,6 +62,12 @@ export class Mesh {
   readonly peers: PeerManager
   readonly #init: MeshInit
   readonly #api: Pool
+  /** `/gate/http` streams negotiated ahead of need on each peer connection. */
+  readonly #streams = new StreamPool(HTTP_PROTOCOL, {
+    spare: SPARE_STREAMS,
+    idleMs: SPARE_STREAM_IDLE_MS,
+    streamOptions: STREAM_LIMITS,
+  })
 
   private constructor(node: GateLibp2p, init: MeshInit) {
     this.node = node
@@ -135,13 +142,12 @@ export class Mesh {
     const dialSignal = AbortSignal.any([signal, AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS)])
     let stream: Awaited<ReturnType<GateLibp2p['dialProtocol']>>
     try {
-      // An open connection is used as it is (dialProtocol would go through the dial queue each
-      // time); otherwise libp2p dials, asking the DHT when the peer store has no address.
+      // An open connection is used as it is, with a stream negotiated ahead of need when one is
+      // ready; otherwise libp2p dials, asking the DHT when the peer store has no address.
       const [open] = this.node.getConnections(peer)
-      const options = { signal: dialSignal, ...STREAM_LIMITS }
       stream = open
-        ? await open.newStream(HTTP_PROTOCOL, options)
-        : await this.node.dialProtocol(peer, HTTP_PROTOCOL, options)
+        ? await this.#streams.take(open, dialSignal)
+        : await this.node.dialProtocol(peer, HTTP_PROTOCOL, { signal: dialSignal, ...STREAM_LIMITS })
     } catch (err) {
       signal.throwIfAborted()
       throw new UpstreamError(`cannot reach node ${nodeId}: ${describeError(err)}`, { cause: err })

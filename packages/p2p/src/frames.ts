@@ -55,11 +55,13 @@ export class FrameStream {
   #allowance = RECEIVE_WINDOW
   /** Data bytes our application has taken but we have not granted back yet. */
   #taken = 0
+  #received = false
 
   constructor(stream: Stream, maxFrameBytes = MAX_FRAME_BYTES) {
     this.stream = stream
     this.#max = maxFrameBytes
     stream.addEventListener('message', (event) => {
+      this.#received = true
       this.#buffer.append(event.data)
       try {
         this.#parseAll()
@@ -91,6 +93,11 @@ export class FrameStream {
     this.#wakeWriter = undefined
     reader?.()
     writer?.()
+  }
+
+  /** The peer closed the stream cleanly without sending a byte: it opened it and did not need it. */
+  get unused(): boolean {
+    return this.#ended && !this.#received && !this.#error
   }
 
   /** The next frame. Throws ProtocolError for a malformed frame or when the stream ends first. */
@@ -213,7 +220,7 @@ function encodeFrame(type: FrameType, payload?: Uint8Array): Uint8ArrayList {
 }
 
 /** Resolves on the stream's next `drain`; rejects if it closes first. */
-function drained(stream: Stream): Promise<void> {
+export function drained(stream: Stream): Promise<void> {
   return new Promise((resolve, reject) => {
     const onDrain = () => {
       stream.removeEventListener('close', onClose)

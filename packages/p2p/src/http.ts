@@ -133,6 +133,11 @@ export function httpStreamHandler(
       const deadline = AbortSignal.timeout(options.requestTimeoutMs ?? REQUEST_READ_TIMEOUT_MS)
       request = await readRequest(frames, options.maxBodyBytes, deadline)
     } catch (err) {
+      if (frames.unused) {
+        // A stream the requester opened ahead of need (StreamPool) and closed unused.
+        await stream.close().catch(() => {})
+        return
+      }
       options.onProtocolError?.(err as Error, connection)
       fail(stream, err)
       return
