@@ -159,9 +159,8 @@ export class Mesh {
     const from = peerIdToNodeId(request.connection.remotePeer.toString())
     if (!this.peers.isTrusted(from)) {
       const error = new ForbiddenError(`node ${this.#init.identity.nodeId} does not trust node ${from}`)
-      await response.head({ status: 403, headers: { 'content-type': 'application/json' } })
-      await response.data(new TextEncoder().encode(openAiErrorBody(error)))
-      await response.end()
+      const body = new TextEncoder().encode(openAiErrorBody(error))
+      await response.whole({ status: 403, headers: { 'content-type': 'application/json' } }, body)
       return
     }
     const { head, body, signal } = request
@@ -185,15 +184,23 @@ export class Mesh {
         await response.error(`node ${this.#init.identity.nodeId} failed: ${describeError(err)}`)
       return
     }
-    await response.head({ status: answer.statusCode, headers: endToEndHeaders(answer.headers) })
+    const answerHead = { status: answer.statusCode, headers: endToEndHeaders(answer.headers) }
+    // SSE goes on chunk by chunk; anything else is complete before it is sent, in one write.
+    const streaming = String(answer.headers['content-type']).startsWith('text/event-stream')
     try {
-      for await (const chunk of answer.body) await response.data(chunk as Buffer)
+      if (streaming) {
+        await response.head(answerHead)
+        for await (const chunk of answer.body) await response.data(chunk as Buffer)
+        await response.end()
+      } else {
+        const chunks: Buffer[] = []
+        for await (const chunk of answer.body) chunks.push(chunk as Buffer)
+        await response.whole(answerHead, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks))
+      }
     } catch (err) {
       if (!signal.aborted)
         await response.error(`node ${this.#init.identity.nodeId} failed: ${describeError(err)}`)
-      return
     }
-    await response.end()
   }
 
   /** Trusted peers to try for `model`, best first. */

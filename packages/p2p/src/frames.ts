@@ -184,32 +184,56 @@ export class FrameStream {
   }
 
   /** Sends a frame, waiting first for credit (data) and while the stream's send buffer is full. */
-  async write(frame: Frame): Promise<void> {
-    let payload: Uint8Array | undefined
-    if (frame.type === 'data') {
-      payload = frame.bytes
-      while (this.#credit < payload.length) {
-        if (this.#error || this.#ended || this.stream.writeStatus !== 'writable') {
-          throw this.#error ?? new ProtocolError('the stream closed while sending')
-        }
-        await new Promise<void>((resolve) => {
-          this.#wakeWriter = resolve
-        })
-      }
-      this.#credit -= payload.length
-    } else if (frame.type === 'head' || frame.type === 'error') {
-      payload = new TextEncoder().encode(JSON.stringify(frame.value))
-    }
-    if (this.stream.writableNeedsDrain) await drained(this.stream)
-    this.stream.send(encodeFrame(frame.type, payload))
+  write(frame: Frame): Promise<void> {
+    return this.writeAll([frame])
   }
 
-  /** Sends a body as data frames under the cap. */
-  async writeData(bytes: Uint8Array): Promise<void> {
-    const step = this.#max - 1
-    for (let at = 0; at < bytes.length; at += step) {
-      await this.write({ type: 'data', bytes: bytes.subarray(at, at + step) })
+  /**
+   * Sends frames in one write (one encryption, one packet where they fit), data split under the
+   * frame cap; waits first for credit for all their data and while the send buffer is full.
+   * Data over half a window goes in several writes, as credit comes back.
+   */
+  async writeAll(frames: Frame[]): Promise<void> {
+    let out = new Uint8ArrayList()
+    let data = 0
+    for (const frame of frames) {
+      if (frame.type !== 'data') {
+        const payload =
+          frame.type === 'head' || frame.type === 'error'
+            ? new TextEncoder().encode(JSON.stringify(frame.value))
+            : undefined
+        out.append(encodeFrame(frame.type, payload))
+        continue
+      }
+      const step = this.#max - 1
+      for (let at = 0; at < frame.bytes.length; at += step) {
+        const bytes = frame.bytes.subarray(at, at + step)
+        if (data + bytes.length > RECEIVE_WINDOW / 2) {
+          await this.#send(out, data)
+          out = new Uint8ArrayList()
+          data = 0
+        }
+        data += bytes.length
+        out.append(encodeFrame('data', bytes))
+      }
     }
+    await this.#send(out, data)
+  }
+
+  /** Sends encoded frames carrying `data` bytes of data once there is credit and room for them. */
+  async #send(encoded: Uint8ArrayList, data: number): Promise<void> {
+    if (encoded.byteLength === 0) return
+    while (this.#credit < data) {
+      if (this.#error || this.#ended || this.stream.writeStatus !== 'writable') {
+        throw this.#error ?? new ProtocolError('the stream closed while sending')
+      }
+      await new Promise<void>((resolve) => {
+        this.#wakeWriter = resolve
+      })
+    }
+    this.#credit -= data
+    if (this.stream.writableNeedsDrain) await drained(this.stream)
+    this.stream.send(encoded)
   }
 }
 

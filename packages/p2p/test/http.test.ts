@@ -7,6 +7,7 @@ import {
   type IncomingRequest,
   MAX_FRAME_BYTES,
   PeerStreamError,
+  RECEIVE_WINDOW,
   sendRequest,
 } from '../src/index.ts'
 import { connect, startPair, TRANSPORTS } from './utils/nodes.ts'
@@ -68,27 +69,35 @@ for (const transport of TRANSPORTS) {
       assert.equal(seen[0]?.connection.remotePeer.toString(), a.peerId.toString())
     })
 
-    it('carries a body larger than one frame', async () => {
+    it('carries bodies larger than a frame and than the flow-control window, both ways', async () => {
       await using pair = await startPair()
       const { a, b } = pair
       await b.handle(
         HTTP_PROTOCOL,
         httpStreamHandler(
           async (request, response) => {
+            if (request.head.path === '/whole')
+              return response.whole({ status: 200, headers: {} }, request.body)
             await response.head({ status: 200, headers: {} })
             await response.data(request.body)
             await response.end()
           },
-          { maxBodyBytes: 8 * MAX_FRAME_BYTES },
+          { maxBodyBytes: 8 * RECEIVE_WINDOW },
         ),
       )
-      const body = new Uint8Array(3 * MAX_FRAME_BYTES + 17).map((_, i) => i % 251)
-      const stream = await (await connect(a, b, transport)).newStream(HTTP_PROTOCOL, { signal: timeout() })
-      const response = await sendRequest(stream, { head: HEAD, body }, timeout())
-      const parts: Uint8Array[] = []
-      for await (const chunk of response.body) parts.push(chunk)
-      assert.ok(parts.length >= 4, 'the body came back in several frames')
-      assert.deepEqual(Buffer.concat(parts), Buffer.from(body))
+      const connection = await connect(a, b, transport)
+      for (const [path, size] of [
+        ['/', 3 * MAX_FRAME_BYTES + 17],
+        ['/whole', 5 * RECEIVE_WINDOW + 3],
+      ] as const) {
+        const body = new Uint8Array(size).map((_, i) => i % 251)
+        const stream = await connection.newStream(HTTP_PROTOCOL, { signal: timeout() })
+        const response = await sendRequest(stream, { head: { ...HEAD, path }, body }, timeout())
+        const parts: Uint8Array[] = []
+        for await (const chunk of response.body) parts.push(chunk)
+        assert.ok(parts.length >= 4, 'the body came back in several frames')
+        assert.deepEqual(Buffer.concat(parts), Buffer.from(body))
+      }
     })
 
     it('cancels the exchange at the server when the client stops reading', async () => {
