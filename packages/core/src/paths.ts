@@ -18,8 +18,6 @@ export interface GatePaths {
   controlToken: string
   /** Written by a running daemon: its pid and the ports it bound. */
   runtime: string
-  /** Unix socket where the daemon's API takes requests relayed from peers. */
-  peerSocket: string
   certs: string
   logs: string
   daemonLog: string
@@ -35,7 +33,6 @@ export function gatePaths(home: string, configPath?: string): GatePaths {
     peers: join(home, 'peers.json'),
     controlToken: join(home, 'control.token'),
     runtime: join(home, 'daemon.json'),
-    peerSocket: join(home, 'peer.sock'),
     certs: join(home, 'certs'),
     logs,
     daemonLog: join(logs, 'daemon.log'),

@@ -16,8 +16,6 @@ export const HEALTH_CHECK_TIMEOUT_MS = 5000
 export const RETRY_AFTER_SECONDS = 1
 /** How long reaching a peer (dial and protocol negotiation) may take. @default 10_000 ms */
 export const PEER_DIAL_TIMEOUT_MS = 10_000
-/** Header naming the peer a request came from; only the API's peer socket takes it. */
-export const PEER_HEADER = 'x-gate-peer'
 /** How often trusted peers are reached, their capabilities refreshed and ours pushed if changed. @default 2000 ms */
 export const PEER_REFRESH_MS = 2000
 /** The longest wait between attempts to reach an unreachable trusted peer. @default 60_000 ms */

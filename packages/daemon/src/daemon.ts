@@ -159,7 +159,8 @@ export class Daemon {
       mesh = await Mesh.start({
         identity,
         config: () => configManager.config,
-        peerSocket: paths.peerSocket,
+        serve: (request, response, from) =>
+          api ? api.servePeer(request, response, from) : Promise.reject(new Error('starting')),
         peerCache: paths.peers,
         onPair: async (nodeId, secret) => {
           if (!this.invites.redeem(secret)) return false
@@ -207,8 +208,6 @@ export class Daemon {
         metrics: this.metrics,
         logger,
       })
-      await rm(paths.peerSocket, { force: true })
-      await api.listenPeer(paths.peerSocket)
       const httpAddress = await api.listen(LOCAL_HOST, config.network.http_port)
       const controlAddress = await running.control.listen(LOCAL_HOST, config.network.control_port)
       this.#startedAt = Date.now()

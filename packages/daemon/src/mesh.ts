@@ -25,10 +25,8 @@ import {
   sendRequest,
 } from '@gate/p2p'
 import type { Logger } from 'pino'
-import { Pool } from 'undici'
 import { openAiErrorBody } from './api/errors.ts'
-import { endToEndHeaders } from './api/forward.ts'
-import { PEER_DIAL_TIMEOUT_MS, PEER_HEADER, SPARE_STREAM_IDLE_MS, SPARE_STREAMS } from './constants.ts'
+import { PEER_DIAL_TIMEOUT_MS, SPARE_STREAM_IDLE_MS, SPARE_STREAMS } from './constants.ts'
 import type { EventBus } from './events.ts'
 import { PeerManager } from './peers.ts'
 import { describeError } from './providers/provider.ts'
@@ -41,8 +39,8 @@ const STREAM_LIMITS = {
 export interface MeshInit {
   identity: Identity
   config: () => Config
-  /** The Unix socket where the API takes requests that arrived from peers. */
-  peerSocket: string
+  /** Runs a trusted peer's request through the API pipeline; settles when it is answered. */
+  serve: (request: IncomingRequest, response: ResponseWriter, from: string) => Promise<void>
   /** `peers.json`. */
   peerCache: string
   /** A node redeems an invite secret; true when valid (the daemon then trusts it). */
@@ -61,7 +59,6 @@ export class Mesh {
   readonly node: GateLibp2p
   readonly peers: PeerManager
   readonly #init: MeshInit
-  readonly #api: Pool
   /** `/gate/http` streams negotiated ahead of need on each peer connection. */
   readonly #streams = new StreamPool(HTTP_PROTOCOL, {
     spare: SPARE_STREAMS,
@@ -72,7 +69,6 @@ export class Mesh {
   private constructor(node: GateLibp2p, init: MeshInit) {
     this.node = node
     this.#init = init
-    this.#api = new Pool('http://gate.peer', { socketPath: init.peerSocket, connections: 64 })
     this.peers = new PeerManager({
       node,
       nodeId: init.identity.nodeId,
@@ -163,44 +159,7 @@ export class Mesh {
       await response.whole({ status: 403, headers: { 'content-type': 'application/json' } }, body)
       return
     }
-    const { head, body, signal } = request
-    let answer: Awaited<ReturnType<Pool['request']>>
-    try {
-      answer = await this.#api.request({
-        method: head.method as 'POST',
-        path: head.path,
-        // Who asked is for this node to say: a peer's own copy of the header, in any case, goes.
-        headers: {
-          ...Object.fromEntries(
-            Object.entries(head.headers).filter(([k]) => k.toLowerCase() !== PEER_HEADER),
-          ),
-          [PEER_HEADER]: from,
-        },
-        body,
-        signal,
-      })
-    } catch (err) {
-      if (!signal.aborted)
-        await response.error(`node ${this.#init.identity.nodeId} failed: ${describeError(err)}`)
-      return
-    }
-    const answerHead = { status: answer.statusCode, headers: endToEndHeaders(answer.headers) }
-    // SSE goes on chunk by chunk; anything else is complete before it is sent, in one write.
-    const streaming = String(answer.headers['content-type']).startsWith('text/event-stream')
-    try {
-      if (streaming) {
-        await response.head(answerHead)
-        for await (const chunk of answer.body) await response.data(chunk as Buffer)
-        await response.end()
-      } else {
-        const chunks: Buffer[] = []
-        for await (const chunk of answer.body) chunks.push(chunk as Buffer)
-        await response.whole(answerHead, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks))
-      }
-    } catch (err) {
-      if (!signal.aborted)
-        await response.error(`node ${this.#init.identity.nodeId} failed: ${describeError(err)}`)
-    }
+    await this.#init.serve(request, response, from)
   }
 
   /** Trusted peers to try for `model`, best first. */
@@ -221,6 +180,5 @@ export class Mesh {
     this.peers.stop()
     await this.peers.flush()
     await this.node.stop()
-    await this.#api.destroy()
   }
 }

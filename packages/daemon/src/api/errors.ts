@@ -1,5 +1,5 @@
-import type { ServerResponse } from 'node:http'
 import { type ErrorCode, GateError, RateLimitedError } from '@gate/core'
+import type { ApiResponse } from './peer-call.ts'
 
 const STATUS: Record<ErrorCode, number> = {
   invalid_request: 400,
@@ -44,7 +44,7 @@ export function openAiErrorBody(err: GateError): string {
 }
 
 /** Answers with the error in OpenAI's shape, unless the response has already begun. */
-export function sendError(res: ServerResponse, err: GateError): void {
+export function sendError(res: ApiResponse, err: GateError): void {
   if (res.headersSent) {
     res.destroy()
     return

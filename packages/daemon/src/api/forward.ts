@@ -1,15 +1,16 @@
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
+import type { IncomingHttpHeaders } from 'node:http'
 import { GateError, TimeoutError, UpstreamError } from '@gate/core'
 import type { PeerResponse, RequestHead } from '@gate/p2p'
 import type { Dispatcher } from 'undici'
 import { MAX_RESPONSE_BYTES, USAGE_TAIL_BYTES } from '../constants.ts'
 import { describeError, type Provider } from '../providers/provider.ts'
 import { openAiErrorBody } from './errors.ts'
+import type { ApiResponse } from './peer-call.ts'
 import { findUsage, type Usage } from './usage.ts'
 
 /** What one forwarded request needs: the client's response, the body bytes, where to send them. */
 export interface ForwardRequest {
-  res: ServerResponse
+  res: ApiResponse
   /** Path below the provider's `/v1`, e.g. `/chat/completions`. */
   path: string
   headers: Record<string, string | string[]>
@@ -18,7 +19,7 @@ export interface ForwardRequest {
 }
 
 /** The client went away before its whole response was written. */
-export function clientGone(res: ServerResponse): boolean {
+export function clientGone(res: ApiResponse): boolean {
   return res.destroyed && !res.writableFinished
 }
 
@@ -299,7 +300,7 @@ export async function forwardToPeer(
 }
 
 /** Resolves when the response can take more, or has closed. */
-function drainedOrClosed(res: ServerResponse): Promise<void> {
+function drainedOrClosed(res: ApiResponse): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       res.off('drain', done)

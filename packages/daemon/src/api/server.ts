@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import {
   type Config,
@@ -11,8 +11,9 @@ import {
   RateLimitedError,
   UnavailableError,
 } from '@gate/core'
+import type { IncomingRequest, ResponseWriter } from '@gate/p2p'
 import type { Logger } from 'pino'
-import { PEER_HEADER, RETRY_AFTER_SECONDS } from '../constants.ts'
+import { RETRY_AFTER_SECONDS } from '../constants.ts'
 import type { EventBus } from '../events.ts'
 import type { Metrics } from '../metrics.ts'
 import type { ProviderRegistry } from '../providers/registry.ts'
@@ -20,6 +21,7 @@ import type { RequestLog } from '../request-log.ts'
 import { sendError, toGateError } from './errors.ts'
 import { clientGone, forward, forwardToPeer, type PeerExchange } from './forward.ts'
 import { checkApiKey, checkLocalRequest, isLoopbackOrigin } from './guards.ts'
+import { type ApiRequest, type ApiResponse, PeerRequest, PeerResponse } from './peer-call.ts'
 import { RateLimiter } from './rate-limit.ts'
 import type { Usage } from './usage.ts'
 
@@ -37,7 +39,7 @@ export interface ApiComponents {
 
 /**
  * How a request reached the pipeline: a loopback socket, the relay (API key required), or a
- * trusted peer (through the mesh, on the peer socket).
+ * trusted peer (through the mesh, in-process).
  */
 export type RequestSource = 'local' | 'relay' | 'peer'
 
@@ -61,7 +63,6 @@ const DROPPED_HEADERS = new Set([
   'expect',
   'x-target-node',
   'x-request-id',
-  PEER_HEADER,
 ])
 
 /** What a peer may pass on as a request ID. */
@@ -71,8 +72,8 @@ const REQUEST_ID = /^[\w-]{8,64}$/
 interface Exchange {
   id: string
   start: number
-  req: IncomingMessage
-  res: ServerResponse
+  req: ApiRequest
+  res: ApiResponse
   route: string
   model: string | null
   provider: string | null
@@ -95,7 +96,6 @@ interface Exchange {
 export class ApiServer {
   readonly #c: ApiComponents
   readonly #server: Server
-  readonly #peerServer: Server
   readonly #inflight = new Set<Exchange>()
   readonly #peerLimits = new RateLimiter()
   #active = 0
@@ -103,18 +103,16 @@ export class ApiServer {
   constructor(components: ApiComponents) {
     this.#c = components
     this.#server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res, 'local'))
-    this.#peerServer = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res, 'peer'))
   }
 
-  /** Takes requests from peers on a Unix socket that only the mesh (same user) connects to. */
-  listenPeer(path: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#peerServer.once('error', reject)
-      this.#peerServer.listen(path, () => {
-        this.#peerServer.off('error', reject)
-        resolve()
-      })
-    })
+  /**
+   * Runs a trusted peer's `/gate/http` request through the pipeline, answering in frames;
+   * settles when the response is sent or abandoned.
+   */
+  servePeer(request: IncomingRequest, response: ResponseWriter, from: string): Promise<void> {
+    const res = new PeerResponse(response, request.signal)
+    this.handle(new PeerRequest(request), res, 'peer', from)
+    return res.done
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
@@ -143,24 +141,22 @@ export class ApiServer {
    * aborts their upstream requests).
    */
   async close(graceMs: number): Promise<void> {
-    const closed = Promise.all(
-      [this.#server, this.#peerServer].map(
-        (server) =>
-          new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve())),
-      ),
+    const closed = new Promise<void>((resolve) =>
+      this.#server.listening ? this.#server.close(() => resolve()) : resolve(),
     )
     this.#server.closeIdleConnections()
-    this.#peerServer.closeIdleConnections()
     const deadline = Date.now() + graceMs
     while (this.#inflight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
     for (const ex of this.#inflight) ex.res.destroy()
     this.#server.closeAllConnections()
-    this.#peerServer.closeAllConnections()
     await closed
   }
 
-  /** Runs one request through the pipeline; the relay and peers hand theirs in here too. */
-  handle(req: IncomingMessage, res: ServerResponse, source: RequestSource): void {
+  /**
+   * Runs one request through the pipeline; the relay and peers hand theirs in here too. `peer`:
+   * the node a `peer` request came from.
+   */
+  handle(req: ApiRequest, res: ApiResponse, source: RequestSource, peer?: string): void {
     // A peer passes on the ID its requester gave the request, so one ID follows it across nodes.
     const given = source === 'peer' ? req.headers['x-request-id'] : undefined
     const ex: Exchange = {
@@ -172,7 +168,7 @@ export class ApiServer {
       model: null,
       provider: null,
       stream: false,
-      consumer: source === 'peer' ? `peer:${req.headers[PEER_HEADER]}` : 'local',
+      consumer: source === 'peer' ? `peer:${peer}` : 'local',
       node: this.#c.nodeId,
       usage: null,
       error: null,
@@ -181,10 +177,10 @@ export class ApiServer {
     }
     res.setHeader('x-request-id', ex.id)
     res.setHeader('x-gate-node', this.#c.nodeId)
-    this.#route(ex, source).catch((err: unknown) => this.#fail(ex, toGateError(err)))
+    this.#route(ex, source, peer).catch((err: unknown) => this.#fail(ex, toGateError(err)))
   }
 
-  async #route(ex: Exchange, source: RequestSource): Promise<void> {
+  async #route(ex: Exchange, source: RequestSource, peer: string | undefined): Promise<void> {
     const { req, res } = ex
     const url = req.url ?? '/'
     const q = url.indexOf('?')
@@ -221,13 +217,13 @@ export class ApiServer {
     }
     if (req.method !== 'POST' || !FORWARDED.has(sub))
       throw new NotFoundError(`no route ${req.method} ${path}`)
-    await this.#forward(ex, sub, config, source)
+    await this.#forward(ex, sub, config, source === 'peer' ? peer : undefined)
   }
 
-  async #forward(ex: Exchange, sub: string, config: Config, source: RequestSource): Promise<void> {
+  /** `peer`: the node the request came from, held to its rate limit. */
+  async #forward(ex: Exchange, sub: string, config: Config, peer: string | undefined): Promise<void> {
     const { req, res } = ex
-    const peer = req.headers[PEER_HEADER]
-    if (source === 'peer' && typeof peer === 'string') {
+    if (peer !== undefined) {
       const { per_peer_rps, burst } = config.security.rate_limit
       const wait = this.#peerLimits.take(peer, per_peer_rps, burst)
       if (wait > 0) throw new RateLimitedError(`node ${peer} is over its rate limit`, Math.ceil(wait))
@@ -380,7 +376,7 @@ export class ApiServer {
     }
   }
 
-  #json(res: ServerResponse, status: number, value: unknown): void {
+  #json(res: ApiResponse, status: number, value: unknown): void {
     const body = JSON.stringify(value)
     res
       .writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
@@ -393,7 +389,7 @@ function keyConsumer(key: string): string {
   return `key:${createHash('sha256').update(key).digest('hex').slice(0, 12)}`
 }
 
-function upstreamHeaders(req: IncomingMessage): Record<string, string | string[]> {
+function upstreamHeaders(req: ApiRequest): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
   for (const key in req.headers) {
     const value = req.headers[key]
@@ -402,7 +398,10 @@ function upstreamHeaders(req: IncomingMessage): Record<string, string | string[]
   return out
 }
 
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+function readBody(from: ApiRequest, limit: number): Promise<Buffer> {
+  if (from instanceof PeerRequest)
+    return from.body.length > limit ? Promise.reject(tooLarge(limit)) : Promise.resolve(from.body)
+  const req = from as IncomingMessage
   const declared = Number(req.headers['content-length'])
   if (declared > limit) return Promise.reject(tooLarge(limit))
   return new Promise((resolve, reject) => {
