@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import type { UsageTotals } from './request-log.ts'
 
 /** What the provider gauges read on each scrape. */
@@ -34,6 +34,11 @@ export class Metrics {
   readonly registry = new Registry()
   /** Set by the daemon once it runs. */
   sources: MetricSources = NO_SOURCES
+
+  constructor() {
+    // The process's own: resident memory, heap, event-loop delay, GC, open handles.
+    collectDefaultMetrics({ register: this.registry })
+  }
   readonly requests: Counter = new Counter({
     name: 'gate_requests_total',
     help: 'API requests by route and status',

@@ -164,6 +164,8 @@ describe('control port', () => {
     const prom = await (await fetch(`${gate.controlUrl}/metrics`)).text()
     assert.match(prom, /gate_requests_total\{route="\/v1\/chat\/completions",status="200"\} 1/)
     assert.match(prom, /gate_provider_up\{provider="a"\} 1/)
+    const rss = Number(/^process_resident_memory_bytes (\d+)/m.exec(prom)?.[1])
+    assert.ok(rss > 10e6, `resident memory in /metrics: ${rss}`)
   })
 
   it('generates, exports and imports identities', async () => {
