@@ -119,8 +119,8 @@ http {
 function report(
   load: Record<string, Record<Target, LoadResult>>,
   streams: Record<Target, StreamResult>,
-  idleRss: number,
-  afterRss: number,
+  idleRss: Rss,
+  afterRss: Rss,
 ): void {
   const rows: string[][] = [['', 'direct', 'nginx', 'gate', 'gate/direct', 'gate/nginx']]
   const add = (label: string, values: Record<Target, number>, digits: number) => {
@@ -147,7 +147,7 @@ function report(
     TARGETS.filter((t) => row[t].errors > 0).map((t) => `${t} ${c}: ${row[t].errors}`),
   )
   console.log(
-    `\ngate daemon RSS: ${idleRss.toFixed(1)} MB idle at start, ${afterRss.toFixed(1)} MB idle ${IDLE_SETTLE_MS / 1000} s after the load`,
+    `\ngate daemon RSS: ${describeRss(idleRss)} idle at start, ${describeRss(afterRss)} idle ${IDLE_SETTLE_MS / 1000} s after the load`,
   )
   if (errors.length > 0) console.log(`errors (non-2xx or socket): ${errors.join(', ')}`)
 
@@ -166,10 +166,16 @@ function report(
       `stream TTFB within 0.5 ms of nginx (${(streams.gate.ttfb - streams.nginx.ttfb).toFixed(3)} ms)`,
       streams.gate.ttfb - streams.nginx.ttfb <= 0.5,
     ],
-    [`idle RSS ≤ 100 MB (${afterRss.toFixed(1)} MB)`, Math.max(idleRss, afterRss) <= 100],
+    [`idle RSS ≤ 100 MB (${afterRss.total.toFixed(1)} MB)`, Math.max(idleRss.total, afterRss.total) <= 100],
   ]
   console.log('\ngoals:')
   for (const [label, met] of goals) console.log(`  ${met ? '✓' : '✗'} ${label}`)
+}
+
+type Rss = Awaited<ReturnType<typeof rssMb>>
+
+function describeRss(rss: Rss): string {
+  return `${rss.total.toFixed(1)} MB (${rss.anon.toFixed(1)} own + ${rss.file.toFixed(1)} file-backed)`
 }
 
 await main()

@@ -233,10 +233,11 @@ export function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)] as number
 }
 
-export async function rssMb(pid: number): Promise<number> {
+/** A process's resident memory in MB: in all, anonymous (its own), and file-backed (mapped binaries, shared). */
+export async function rssMb(pid: number): Promise<{ total: number; anon: number; file: number }> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
-  const kb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1])
-  return kb / 1024
+  const mb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1]) / 1024
+  return { total: mb('VmRSS'), anon: mb('RssAnon'), file: mb('RssFile') }
 }
 
 /** Prints rows as a table: the first column left-aligned, the rest right-aligned. */
