@@ -41,12 +41,12 @@ import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
-import { type DHTProgressEvents, kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { type DHTProgressEvents, kadDHT } from '@libp2p/kad-dht'
 import { memory } from '@libp2p/memory'
 import { ping } from '@libp2p/ping'
 import { plaintext } from '@libp2p/plaintext'
 import { createLibp2p } from 'libp2p'
-import { DHT_PROTOCOL } from '../packages/p2p/src/index.ts'
+import { DHT_INIT, PING_INIT } from '../packages/p2p/src/index.ts'
 import { median, printTable } from './lib.ts'
 
 const MAX_NODES = Number(process.env.BENCH_DHT_MAX ?? 1000)
@@ -100,19 +100,13 @@ function createNode(address: string) {
     connectionMonitor: { enabled: false },
     services: {
       identify: identify(),
-      ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 4 }),
+      ping: ping(PING_INIT),
       dht: kadDHT({
-        protocol: DHT_PROTOCOL,
-        clientMode: false,
-        peerInfoMapper: passthroughMapper,
-        allowQueryWithZeroPeers: true,
+        ...DHT_INIT,
         alpha: ALPHA,
         disjointPaths: DISJOINT_PATHS,
         initialQuerySelfInterval: 24 * 3_600_000,
         querySelfInterval: 24 * 3_600_000,
-        logPrefix: 'libp2p:gate-dht',
-        datastorePrefix: '/gate-dht',
-        metricsPrefix: 'gate_dht',
       }),
     },
   })

@@ -4,7 +4,7 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { type Identity, libp2pPrivateKey, nodeIdToPeerId } from '@gate/core'
 import { type Identify, identify } from '@libp2p/identify'
 import type { Libp2p, PeerId } from '@libp2p/interface'
-import { type KadDHT, kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { type KadDHT, type KadDHTInit, kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { mdns } from '@libp2p/mdns'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { type Ping, ping } from '@libp2p/ping'
@@ -40,6 +40,25 @@ export interface P2PNodeInit {
 }
 
 /**
+ * Gate's ping service. The DHT pings every new contact through it; with the default single
+ * outbound stream per connection, a ping of our own racing it fails.
+ */
+export const PING_INIT = { maxOutboundStreams: 4, maxInboundStreams: 4 }
+
+/** Gate's Kademlia DHT, in server mode on Gate's own protocol. */
+export const DHT_INIT = {
+  protocol: DHT_PROTOCOL,
+  // The code default is client mode until a public address shows up, which never happens on a
+  // LAN; and the default mapper drops private and loopback addresses.
+  clientMode: false,
+  peerInfoMapper: passthroughMapper,
+  allowQueryWithZeroPeers: true,
+  logPrefix: 'libp2p:gate-dht',
+  datastorePrefix: '/gate-dht',
+  metricsPrefix: 'gate_dht',
+} satisfies KadDHTInit
+
+/**
  * A started libp2p node under the Gate identity: QUIC first, TCP + noise + yamux as fallback,
  * identify, ping, a Kademlia DHT in server mode on Gate's protocol, and mDNS when asked.
  */
@@ -64,20 +83,8 @@ export async function createP2PNode(init: P2PNodeInit): Promise<GateLibp2p> {
     ],
     services: {
       identify: identify(),
-      // The DHT pings every new contact through this service; with the default single outbound
-      // stream per connection, a ping of our own racing it fails.
-      ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 4 }),
-      dht: kadDHT({
-        protocol: DHT_PROTOCOL,
-        // The code default is client mode until a public address shows up, which never happens
-        // on a LAN; and the default mapper drops private and loopback addresses.
-        clientMode: false,
-        peerInfoMapper: passthroughMapper,
-        allowQueryWithZeroPeers: true,
-        logPrefix: 'libp2p:gate-dht',
-        datastorePrefix: '/gate-dht',
-        metricsPrefix: 'gate_dht',
-      }),
+      ping: ping(PING_INIT),
+      dht: kadDHT(DHT_INIT),
     },
   })
 }
