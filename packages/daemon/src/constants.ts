@@ -20,7 +20,3 @@ export const PEER_DIAL_TIMEOUT_MS = 10_000
 export const PEER_REFRESH_MS = 2000
 /** The longest wait between attempts to reach an unreachable trusted peer. @default 60_000 ms */
 export const PEER_BACKOFF_MAX_MS = 60_000
-/** `/gate/http` streams kept negotiated ahead of need on each peer connection in use. @default 8 */
-export const SPARE_STREAMS = 8
-/** How long such a stream may wait unused; peers time out a silent stream at 30 s. @default 10_000 ms */
-export const SPARE_STREAM_IDLE_MS = 10_000

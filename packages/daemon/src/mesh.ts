@@ -21,12 +21,11 @@ import {
   peerIdOf,
   type RequestHead,
   type ResponseWriter,
-  StreamPool,
   sendRequest,
 } from '@gate/p2p'
 import type { Logger } from 'pino'
 import { openAiErrorBody } from './api/errors.ts'
-import { PEER_DIAL_TIMEOUT_MS, SPARE_STREAM_IDLE_MS, SPARE_STREAMS } from './constants.ts'
+import { PEER_DIAL_TIMEOUT_MS } from './constants.ts'
 import type { EventBus } from './events.ts'
 import { PeerManager } from './peers.ts'
 import { describeError } from './providers/provider.ts'
@@ -59,12 +58,6 @@ export class Mesh {
   readonly node: GateLibp2p
   readonly peers: PeerManager
   readonly #init: MeshInit
-  /** `/gate/http` streams negotiated ahead of need on each peer connection. */
-  readonly #streams = new StreamPool(HTTP_PROTOCOL, {
-    spare: SPARE_STREAMS,
-    idleMs: SPARE_STREAM_IDLE_MS,
-    streamOptions: STREAM_LIMITS,
-  })
 
   private constructor(node: GateLibp2p, init: MeshInit) {
     this.node = node
@@ -135,15 +128,15 @@ export class Mesh {
       throw new NotFoundError(`unknown node ${nodeId}: it is not in network.trusted_peers`)
     }
     const peer = peerIdOf(nodeId)
-    const dialSignal = AbortSignal.any([signal, AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS)])
+    // An open connection gets a new stream with the protocol selected optimistically (no round
+    // trip before the request goes out); otherwise libp2p dials, asking the DHT when the peer
+    // store has no address, and negotiates.
+    const [open] = this.node.getConnections(peer)
+    if (open) return sendRequest(open, { head, body }, signal)
     let stream: Awaited<ReturnType<GateLibp2p['dialProtocol']>>
     try {
-      // An open connection is used as it is, with a stream negotiated ahead of need when one is
-      // ready; otherwise libp2p dials, asking the DHT when the peer store has no address.
-      const [open] = this.node.getConnections(peer)
-      stream = open
-        ? await this.#streams.take(open, dialSignal)
-        : await this.node.dialProtocol(peer, HTTP_PROTOCOL, { signal: dialSignal, ...STREAM_LIMITS })
+      const dialSignal = AbortSignal.any([signal, AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS)])
+      stream = await this.node.dialProtocol(peer, HTTP_PROTOCOL, { signal: dialSignal, ...STREAM_LIMITS })
     } catch (err) {
       signal.throwIfAborted()
       throw new UpstreamError(`cannot reach node ${nodeId}: ${describeError(err)}`, { cause: err })

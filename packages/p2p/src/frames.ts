@@ -1,5 +1,6 @@
 import type { Stream, StreamCloseEvent } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { selectionBytes } from './select.ts'
 
 /**
  * Gate's stream framing: each frame is an unsigned varint length, then that many bytes: a type
@@ -38,11 +39,23 @@ export class ProtocolError extends Error {
   override name = 'ProtocolError'
 }
 
+export interface FrameStreamOptions {
+  /**
+   * Select this protocol optimistically on a stream not yet negotiated (see `openStream`): the
+   * selection goes out with the first frames and its echo must come back ahead of the first frame.
+   */
+  select?: string
+}
+
 /** Frames in both directions on one stream. */
 export class FrameStream {
   readonly stream: Stream
-  readonly #max: number
   readonly #buffer = new Uint8ArrayList()
+  /** The selection still to send ahead of our first frame. */
+  #selection: Uint8Array | undefined
+  /** The listener's echo of the selection, still expected ahead of its first frame. */
+  #echo: Uint8Array | undefined
+  readonly #protocol: string | undefined
   /** Parsed frames the application has not read yet (at most RECEIVE_WINDOW of data). */
   readonly #queue: Frame[] = []
   #ended = false
@@ -55,13 +68,15 @@ export class FrameStream {
   #allowance = RECEIVE_WINDOW
   /** Data bytes our application has taken but we have not granted back yet. */
   #taken = 0
-  #received = false
 
-  constructor(stream: Stream, maxFrameBytes = MAX_FRAME_BYTES) {
+  constructor(stream: Stream, options: FrameStreamOptions = {}) {
     this.stream = stream
-    this.#max = maxFrameBytes
+    this.#protocol = options.select
+    if (options.select !== undefined) {
+      this.#selection = selectionBytes(options.select)
+      this.#echo = this.#selection
+    }
     stream.addEventListener('message', (event) => {
-      this.#received = true
       this.#buffer.append(event.data)
       try {
         this.#parseAll()
@@ -95,11 +110,6 @@ export class FrameStream {
     writer?.()
   }
 
-  /** The peer closed the stream cleanly without sending a byte: it opened it and did not need it. */
-  get unused(): boolean {
-    return this.#ended && !this.#received && !this.#error
-  }
-
   /** The next frame. Throws ProtocolError for a malformed frame or when the stream ends first. */
   async read(signal?: AbortSignal): Promise<Frame> {
     for (;;) {
@@ -131,10 +141,11 @@ export class FrameStream {
     this.#allowance += grant
     const payload = new Uint8Array(4)
     new DataView(payload.buffer).setUint32(0, grant)
-    this.stream.send(encodeFrame('credit', payload))
+    this.#emit(encodeFrame('credit', payload))
   }
 
   #parseAll(): void {
+    if (this.#echo && !this.#takeEcho()) return
     for (let frame = this.#parse(); frame; frame = this.#parse()) {
       if (frame.type === 'data') {
         this.#allowance -= frame.bytes.length
@@ -142,6 +153,20 @@ export class FrameStream {
       }
       this.#queue.push(frame)
     }
+  }
+
+  /** Consumes the listener's answer to our selection; false while only part of it is here. */
+  #takeEcho(): boolean {
+    const echo = this.#echo as Uint8Array
+    const have = Math.min(echo.length, this.#buffer.byteLength)
+    const got = this.#buffer.subarray(0, have)
+    for (let i = 0; i < have; i++) {
+      if (got[i] !== echo[i]) throw new ProtocolError(`the peer does not speak ${this.#protocol}`)
+    }
+    if (have < echo.length) return false
+    this.#buffer.consume(have)
+    this.#echo = undefined
+    return true
   }
 
   #parse(): Frame | undefined {
@@ -157,8 +182,8 @@ export class FrameStream {
         if (byte < 0x80) break
       }
       if (length === 0) throw new ProtocolError('empty frame')
-      if (length > this.#max)
-        throw new ProtocolError(`frame of ${length} bytes is over the ${this.#max}-byte cap`)
+      if (length > MAX_FRAME_BYTES)
+        throw new ProtocolError(`frame of ${length} bytes is over the ${MAX_FRAME_BYTES}-byte cap`)
       const start = i + 1
       if (buffer.byteLength < start + length) return undefined
       const kind = buffer.get(start)
@@ -205,7 +230,7 @@ export class FrameStream {
         out.append(encodeFrame(frame.type, payload))
         continue
       }
-      const step = this.#max - 1
+      const step = MAX_FRAME_BYTES - 1
       for (let at = 0; at < frame.bytes.length; at += step) {
         const bytes = frame.bytes.subarray(at, at + step)
         if (data + bytes.length > RECEIVE_WINDOW / 2) {
@@ -233,6 +258,15 @@ export class FrameStream {
     }
     this.#credit -= data
     if (this.stream.writableNeedsDrain) await drained(this.stream)
+    this.#emit(encoded)
+  }
+
+  /** Sends encoded frames, behind the protocol selection if it has not gone out yet. */
+  #emit(encoded: Uint8ArrayList): void {
+    if (this.#selection) {
+      encoded.prepend(this.#selection)
+      this.#selection = undefined
+    }
     this.stream.send(encoded)
   }
 }

@@ -1,5 +1,6 @@
 import type { Connection, Stream, StreamHandler } from '@libp2p/interface'
 import { type Frame, FrameStream, ProtocolError } from './frames.ts'
+import { openStream } from './select.ts'
 
 /** One HTTP exchange per stream: request head, body, end; response head, body, end. */
 export const HTTP_PROTOCOL = '/gate/http/1.0.0'
@@ -38,15 +39,22 @@ export class PeerStreamError extends Error {
 }
 
 /**
- * Sends one request on a fresh `/gate/http` stream and waits for the response head. Aborting
- * `signal` resets the stream at any point, which the peer sees as the client going away.
+ * Sends one request and waits for the response head: on a fresh `/gate/http` stream, or on a new
+ * stream of a connection, selecting the protocol optimistically (the selection goes out with the
+ * request instead of costing a round trip first: see select.ts). Aborting `signal` resets the
+ * stream at any point, which the peer sees as the client going away.
  */
 export async function sendRequest(
-  stream: Stream,
+  target: Stream | Connection,
   request: { head: RequestHead; body: Uint8Array },
   signal?: AbortSignal,
 ): Promise<PeerResponse> {
-  const frames = new FrameStream(stream)
+  let frames: FrameStream
+  if ('newStream' in target) {
+    const { stream, negotiated } = await openStream(target, HTTP_PROTOCOL, signal)
+    frames = new FrameStream(stream, negotiated ? {} : { select: HTTP_PROTOCOL })
+  } else frames = new FrameStream(target)
+  const { stream } = frames
   const onAbort = () => stream.abort(signal?.reason ?? new Error('request aborted'))
   if (signal?.aborted) onAbort()
   signal?.addEventListener('abort', onAbort, { once: true })
@@ -137,11 +145,6 @@ export function httpStreamHandler(
       const deadline = AbortSignal.timeout(options.requestTimeoutMs ?? REQUEST_READ_TIMEOUT_MS)
       request = await readRequest(frames, options.maxBodyBytes, deadline)
     } catch (err) {
-      if (frames.unused) {
-        // A stream the requester opened ahead of need (StreamPool) and closed unused.
-        await stream.close().catch(() => {})
-        return
-      }
       options.onProtocolError?.(err as Error, connection)
       fail(stream, err)
       return

@@ -6,8 +6,8 @@
  * ```ts
  * const node = await createP2PNode({ identity, host: '0.0.0.0', port: 41145 })
  * await node.handle(HTTP_PROTOCOL, httpStreamHandler(serve, { maxBodyBytes: 16 << 20 }))
- * const stream = await node.dialProtocol(peerId, HTTP_PROTOCOL, { signal })
- * const { head, body } = await sendRequest(stream, { head: { method: 'POST', path, headers }, body: bytes }, signal)
+ * const [connection] = node.getConnections(peerId)
+ * const { head, body } = await sendRequest(connection, { head: { method: 'POST', path, headers }, body: bytes }, signal)
  * for await (const chunk of body) res.write(chunk)
  * ```
  */
@@ -17,4 +17,4 @@ export * from './control.ts'
 export * from './frames.ts'
 export * from './http.ts'
 export * from './node.ts'
-export * from './stream-pool.ts'
+export * from './select.ts'

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import {
+  FrameStream,
+  HTTP_PROTOCOL,
+  httpStreamHandler,
+  openStream,
+  ProtocolError,
+  sendRequest,
+} from '../src/index.ts'
+import { connect, startPair, TRANSPORTS } from './utils/nodes.ts'
+
+const HEAD = { method: 'POST', path: '/echo', headers: {} }
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/** A `/gate/http` server that echoes each request body and counts what it served. */
+function echoServer(served: string[]) {
+  return httpStreamHandler(
+    async (request, response) => {
+      served.push(decoder.decode(request.body))
+      await response.whole({ status: 200, headers: {} }, request.body)
+    },
+    { maxBodyBytes: 1024 },
+  )
+}
+
+async function exchange(target: Parameters<typeof sendRequest>[0], text: string): Promise<string> {
+  const response = await sendRequest(
+    target,
+    { head: HEAD, body: encoder.encode(text) },
+    AbortSignal.timeout(5000),
+  )
+  let body = ''
+  for await (const chunk of response.body) body += decoder.decode(chunk)
+  return body
+}
+
+for (const transport of TRANSPORTS) {
+  describe(`optimistic protocol selection over ${transport}`, () => {
+    it('selects with the request from the first stream of a fresh connection on', async () => {
+      await using pair = await startPair()
+      const { a, b } = pair
+      const served: string[] = []
+      await b.handle(HTTP_PROTOCOL, echoServer(served))
+      // Fresh connections, used at once: the first request may reach the listener while it is
+      // still setting up its side of the connection.
+      for (let i = 0; i < 3; i++) {
+        const connection = await connect(a, b, transport)
+        assert.equal(await exchange(connection, `first ${i}`), `first ${i}`)
+        const { stream, negotiated } = await openStream(connection, HTTP_PROTOCOL)
+        assert.equal(negotiated, false, 'the stream is not negotiated before the request goes out')
+        stream.abort(new Error('not needed'))
+        const texts = Array.from({ length: 20 }, (_, n) => `${i}-${n}`)
+        assert.deepEqual(await Promise.all(texts.map((t) => exchange(connection, t))), texts)
+      }
+      assert.equal(served.length, 63)
+    })
+
+    it('fails the exchange clearly when the listener does not speak the protocol, and keeps serving', async () => {
+      await using pair = await startPair()
+      const { a, b } = pair
+      const served: string[] = []
+      await b.handle(HTTP_PROTOCOL, echoServer(served))
+      const connection = await connect(a, b, transport)
+      assert.equal(await exchange(connection, 'before'), 'before')
+
+      const missing = '/gate/missing/1.0.0'
+      const { stream, negotiated } = await openStream(connection, missing)
+      assert.equal(negotiated, false)
+      const frames = new FrameStream(stream, { select: missing })
+      await frames.write({ type: 'head', value: HEAD })
+      await assert.rejects(frames.read(AbortSignal.timeout(5000)), (err: Error) => {
+        assert.ok(err instanceof ProtocolError, String(err))
+        assert.match(err.message, /the peer does not speak \/gate\/missing\/1\.0\.0/)
+        return true
+      })
+      assert.equal(await exchange(connection, 'after'), 'after')
+      assert.deepEqual(served, ['before', 'after'])
+    })
+  })
+}
