@@ -138,9 +138,9 @@ async function main(): Promise<void> {
     printTable(bulk)
     console.log('')
     for (const transport of TRANSPORTS) {
-      const { ok, peak, perStreamKb } = await manyStreams(transport)
+      const { ok, peak, perExchangeKb } = await manyStreams(transport)
       console.log(
-        `${transport}: ${ok}/${OPEN_STREAMS} /gate/http exchanges started at once over one connection completed; at most ${peak} open together, ~${perStreamKb.toFixed(1)} KB each (both ends, one process)`,
+        `${transport}: ${ok}/${OPEN_STREAMS} /gate/http exchanges started at once over one connection completed; at most ${peak} open together at the server; ~${perExchangeKb.toFixed(1)} KB of JS memory per exchange in flight (both ends, one process)`,
       )
     }
   } finally {
@@ -218,9 +218,13 @@ async function bareExchange(transport: Transport): Promise<Record<number, LoadRe
  * OPEN_STREAMS `/gate/http` exchanges started at once over one connection; the server holds each
  * answer for HOLD_MS, so many are open together. Reports how many completed, the most open at the
  * server at one time (the transport may queue streams: QUIC caps concurrent streams per
- * connection), and the memory each open stream took at that peak.
+ * connection), and the memory per exchange in flight: JS heap and external memory after a full
+ * GC, before the exchanges and while all of them are in flight (native buffers of the QUIC
+ * transport are not counted; the resident set was too noisy to use here).
  */
-async function manyStreams(transport: Transport): Promise<{ ok: number; peak: number; perStreamKb: number }> {
+async function manyStreams(
+  transport: Transport,
+): Promise<{ ok: number; peak: number; perExchangeKb: number }> {
   await using pair = await nodePair(transport)
   const limits = {
     maxInboundStreams: MAX_STREAMS_PER_CONNECTION,
@@ -228,16 +232,12 @@ async function manyStreams(transport: Transport): Promise<{ ok: number; peak: nu
   }
   let open = 0
   let peak = 0
-  const before = process.memoryUsage().rss
-  let atPeak = before
+  const before = await memory()
   await pair.server.handle(
     HTTP_PROTOCOL,
     httpStreamHandler(
       async (_request, response) => {
-        if (++open > peak) {
-          peak = open
-          atPeak = process.memoryUsage().rss
-        }
+        peak = Math.max(peak, ++open)
         await sleep(HOLD_MS)
         open--
         await response.head({ status: 200, headers: {} })
@@ -250,12 +250,14 @@ async function manyStreams(transport: Transport): Promise<{ ok: number; peak: nu
   )
   let ok = 0
   const errors = new Map<string, number>()
+  // Every stream the transport lets open is open well before the first answer goes out.
+  const held = sleep(HOLD_MS * 0.6).then(memory)
   await Promise.all(
     Array.from({ length: OPEN_STREAMS }, async () => {
       const signal = AbortSignal.timeout(60_000)
-      const stream = await pair.connection.newStream(HTTP_PROTOCOL, { ...limits, signal })
       const head = { method: 'POST', path: '/v1/chat/completions', headers: {} }
-      const response = await sendRequest(stream, { head, body: new Uint8Array(EXCHANGE_BYTES) }, signal)
+      const body = new Uint8Array(EXCHANGE_BYTES)
+      const response = await sendRequest(pair.connection, { head, body }, signal)
       let bytes = 0
       for await (const chunk of response.body) bytes += chunk.length
       if (response.head.status === 200 && bytes === EXCHANGE_BYTES) ok++
@@ -266,7 +268,21 @@ async function manyStreams(transport: Transport): Promise<{ ok: number; peak: nu
     ),
   )
   for (const [message, n] of errors) console.log(`${transport}: ${n} exchanges failed: ${message}`)
-  return { ok, peak, perStreamKb: (atPeak - before) / 1024 / Math.max(peak, 1) }
+  return { ok, peak, perExchangeKb: ((await held) - before) / 1024 / OPEN_STREAMS }
+}
+
+/**
+ * JS heap plus external memory in bytes after full GCs (`--expose-gc`): a second one after a
+ * pause, since buffers of earlier runs are freed by finalizers the first one queues.
+ */
+async function memory(): Promise<number> {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (!gc) throw new Error('run bench/p2p.ts with node --expose-gc')
+  gc()
+  await sleep(100)
+  gc()
+  const { heapUsed, external } = process.memoryUsage()
+  return heapUsed + external
 }
 
 /** MB/s of BULK_BYTES sent one way over a plain loopback TCP socket, until the receiver has them all. */
