@@ -1,6 +1,6 @@
 import { createWriteStream, type WriteStream } from 'node:fs'
 import type { RequestRecord } from '@gate/rpc'
-import { REQUEST_HISTORY_SIZE } from './constants.ts'
+import { REQUEST_HISTORY_SIZE, REQUEST_LOG_FLUSH_MS } from './constants.ts'
 
 export type { RequestRecord }
 
@@ -16,8 +16,12 @@ export interface UsageTotals {
  */
 export class RequestLog {
   readonly #file: WriteStream
-  /** Lines not yet handed to the file: written together once per event-loop turn. */
+  /**
+   * Lines not yet handed to the file: written together REQUEST_LOG_FLUSH_MS after the first. Each
+   * file write is a round trip to libuv's thread pool (two thread wake-ups), too much per request.
+   */
   #pending = ''
+  #timer: NodeJS.Timeout | undefined
   /** A ring of the latest REQUEST_HISTORY_SIZE records; `total` counts every one ever added. */
   readonly #recent: RequestRecord[] = []
   /** Per consumer: `local`, `key:<fingerprint>`, or `peer:<node ID>` for what peers asked of us. */
@@ -38,7 +42,7 @@ export class RequestLog {
   }
 
   add(record: RequestRecord): void {
-    if (this.#pending === '') setImmediate(() => this.#flush())
+    if (this.#pending === '') this.#timer = setTimeout(() => this.#flush(), REQUEST_LOG_FLUSH_MS)
     this.#pending += `${JSON.stringify(record)}\n`
     this.#recent[this.total % REQUEST_HISTORY_SIZE] = record
     this.total++
@@ -69,6 +73,7 @@ export class RequestLog {
   }
 
   #flush(): void {
+    clearTimeout(this.#timer)
     if (this.#pending === '') return
     this.#file.write(this.#pending)
     this.#pending = ''
