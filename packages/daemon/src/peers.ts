@@ -68,6 +68,9 @@ const TRUSTED_TAG = 'gate-trusted'
  */
 export class PeerManager {
   readonly #init: PeerManagerInit
+  /** The refresh interval, which is also the first reconnect delay. */
+  readonly #refreshMs: number
+  readonly #maxBackoffMs: number
   readonly #peers = new Map<string, PeerState>()
   #timer: NodeJS.Timeout | undefined
   #advertised = ''
@@ -77,6 +80,8 @@ export class PeerManager {
 
   constructor(init: PeerManagerInit) {
     this.#init = init
+    this.#refreshMs = init.refreshMs ?? PEER_REFRESH_MS
+    this.#maxBackoffMs = init.maxBackoffMs ?? PEER_BACKOFF_MAX_MS
     init.node.addEventListener('peer:connect', (event) => {
       const nodeId = safePeerNode(event.detail.toString())
       if (nodeId && this.isTrusted(nodeId)) void this.#handshake(this.#state(nodeId))
@@ -108,7 +113,7 @@ export class PeerManager {
       else this.#init.logger.warn({ address }, 'network.bootstrap: not a multiaddr')
     }
     void this.tick()
-    this.#timer = setInterval(() => void this.tick(), this.#init.refreshMs ?? PEER_REFRESH_MS)
+    this.#timer = setInterval(() => void this.tick(), this.#refreshMs)
     this.#timer.unref()
   }
 
@@ -186,10 +191,7 @@ export class PeerManager {
         return
       }
       state.attempts++
-      const delay = Math.min(
-        (this.#init.refreshMs ?? PEER_REFRESH_MS) * 2 ** (state.attempts - 1),
-        this.#init.maxBackoffMs ?? PEER_BACKOFF_MAX_MS,
-      )
+      const delay = Math.min(this.#refreshMs * 2 ** (state.attempts - 1), this.#maxBackoffMs)
       state.retry_at = Date.now() + delay * (0.8 + Math.random() * 0.4)
       this.#setStatus(state, 'failed', describeError(err))
     }
