@@ -6,6 +6,8 @@ export const BREAKER_COOLDOWN_MS = 10_000
 export const SHUTDOWN_GRACE_MS = 10_000
 /** Requests kept in memory for `request_history`. @default 1000 */
 export const REQUEST_HISTORY_SIZE = 1000
+/** How long the API must be quiet, after serving requests, before the daemon hands memory back. @default 10_000 ms */
+export const IDLE_TRIM_MS = 10_000
 /** How long a finished request's line may wait to be written to `requests.jsonl`. @default 100 ms */
 export const REQUEST_LOG_FLUSH_MS = 100
 /** How much of a response's end is kept to find its `usage`. @default 4096 bytes */

@@ -16,13 +16,14 @@ import {
 import type { Logger } from 'pino'
 import { ApiServer, type RequestSource } from './api/server.ts'
 import { ConfigManager } from './config-manager.ts'
-import { SHUTDOWN_GRACE_MS } from './constants.ts'
+import { IDLE_TRIM_MS, SHUTDOWN_GRACE_MS } from './constants.ts'
 import { createRpcHandlers } from './control/methods.ts'
 import { createControlServer } from './control/server.ts'
 import { loadOrCreateControlToken } from './control-token.ts'
 import { EventBus } from './events.ts'
 import { Invites } from './invites.ts'
 import { createLogger } from './logger.ts'
+import { MemoryTrimmer } from './memory.ts'
 import { Mesh } from './mesh.ts'
 import { Metrics } from './metrics.ts'
 import { addTrusted } from './peers.ts'
@@ -69,6 +70,7 @@ interface Running {
   mesh: Mesh
   api: ApiServer
   control: ReturnType<typeof createControlServer>
+  trimmer: MemoryTrimmer
   runtime: RuntimeInfo
 }
 
@@ -223,6 +225,12 @@ export class Daemon {
       this.#running = running
       providers.start()
       configManager.start()
+      running.trimmer = new MemoryTrimmer({
+        activity: () => ({ finished: requestLog.total, active: running.api.active }),
+        intervalMs: IDLE_TRIM_MS,
+        logger,
+      })
+      running.trimmer.start()
       this.metrics.sources = {
         providers: () => providers.status(),
         inflight: () => ({ requests: running.api.active, streams: running.api.streams }),
@@ -282,6 +290,7 @@ export class Daemon {
     this.#running = undefined
     running.logger.info('gate daemon stopping')
     running.config.stop()
+    running.trimmer.stop()
     await running.mesh.stop()
     await running.api.close(this.#init.shutdownGraceMs ?? SHUTDOWN_GRACE_MS)
     await running.control.close()

@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { pino } from 'pino'
+import { type Activity, MemoryTrimmer } from '../src/memory.ts'
+
+const logger = pino({ level: 'silent' })
+
+function trimmer(activity: Activity) {
+  let collections = 0
+  const t = new MemoryTrimmer({
+    activity: () => activity,
+    intervalMs: 1000,
+    logger,
+    collect: () => {
+      collections++
+    },
+  })
+  return { t, collections: () => collections }
+}
+
+describe('memory trimmer', () => {
+  it('collects once after start, then only after requests were served and the API went quiet', () => {
+    const activity = { finished: 0, active: 0 }
+    const { t, collections } = trimmer(activity)
+    assert.equal(t.tick(), true, 'the start-up garbage')
+    assert.equal(t.tick(), false, 'nothing served since')
+    activity.finished = 5
+    assert.equal(t.tick(), false, 'requests finished during this interval')
+    assert.equal(t.tick(), true, 'a whole quiet interval after them')
+    assert.equal(t.tick(), false)
+    assert.equal(collections(), 2)
+  })
+
+  it('waits while a request is in flight, however long it runs', () => {
+    const activity = { finished: 0, active: 0 }
+    const { t, collections } = trimmer(activity)
+    activity.active = 1
+    for (let i = 0; i < 3; i++) assert.equal(t.tick(), false)
+    activity.active = 0
+    activity.finished = 1
+    assert.equal(t.tick(), false, 'it finished during this interval')
+    assert.equal(t.tick(), true)
+    assert.equal(collections(), 1)
+  })
+
+  it("V8's collection hands a grown heap back (node --expose-gc)", async () => {
+    // In a child process: this runner has no --expose-gc, and its heap is not ours to measure.
+    const memory = fileURLToPath(new URL('../src/memory.ts', import.meta.url))
+    const script = `
+      import { MemoryTrimmer } from ${JSON.stringify(memory)}
+      const activity = { finished: 0, active: 0 }
+      const t = new MemoryTrimmer({ activity: () => activity, intervalMs: 1000, logger: { debug() {} } })
+      let garbage = Array.from({ length: 400 }, () => Array.from({ length: 20_000 }, (_, i) => ({ i })))
+      garbage = null
+      const before = process.memoryUsage().heapTotal
+      const trimmed = t.tick()
+      console.log(JSON.stringify({ trimmed, before, after: process.memoryUsage().heapTotal }))
+    `
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      '--expose-gc',
+      '--input-type=module',
+      '-e',
+      script,
+    ])
+    const { trimmed, before, after } = JSON.parse(stdout) as {
+      trimmed: boolean
+      before: number
+      after: number
+    }
+    assert.equal(trimmed, true)
+    assert.ok(before > 200 * 2 ** 20, `the heap grew (${before} bytes)`)
+    assert.ok(after < before / 4, `heap ${before} → ${after} bytes`)
+  })
+
+  it('does nothing without --expose-gc', () => {
+    const t = new MemoryTrimmer({ activity: () => ({ finished: 0, active: 0 }), intervalMs: 1000, logger })
+    assert.equal(globalThis.gc, undefined, 'the test runner has no --expose-gc')
+    assert.equal(t.tick(), false)
+  })
+})
