@@ -17,10 +17,12 @@ export interface UsageTotals {
 export class RequestLog {
   readonly #file: WriteStream
   /**
-   * Lines not yet handed to the file: written together REQUEST_LOG_FLUSH_MS after the first. Each
+   * Records not yet handed to the file: written together REQUEST_LOG_FLUSH_MS after the first. Each
    * file write is a round trip to libuv's thread pool (two thread wake-ups), too much per request.
+   * Their lines are made at the flush too: made per request, they would outlive young-generation
+   * collections while they wait, and be copied by each.
    */
-  #pending = ''
+  #pending: RequestRecord[] = []
   #timer: NodeJS.Timeout | undefined
   /** A ring of the latest REQUEST_HISTORY_SIZE records; `total` counts every one ever added. */
   readonly #recent: RequestRecord[] = []
@@ -42,8 +44,8 @@ export class RequestLog {
   }
 
   add(record: RequestRecord): void {
-    if (this.#pending === '') this.#timer = setTimeout(() => this.#flush(), REQUEST_LOG_FLUSH_MS)
-    this.#pending += `${JSON.stringify(record)}\n`
+    if (this.#pending.length === 0) this.#timer = setTimeout(() => this.#flush(), REQUEST_LOG_FLUSH_MS)
+    this.#pending.push(record)
     this.#recent[this.total % REQUEST_HISTORY_SIZE] = record
     this.total++
     let byStatus = this.#counts.get(record.route)
@@ -74,9 +76,11 @@ export class RequestLog {
 
   #flush(): void {
     clearTimeout(this.#timer)
-    if (this.#pending === '') return
-    this.#file.write(this.#pending)
-    this.#pending = ''
+    if (this.#pending.length === 0) return
+    let lines = ''
+    for (const record of this.#pending) lines += `${JSON.stringify(record)}\n`
+    this.#file.write(lines)
+    this.#pending = []
   }
 
   close(): Promise<void> {

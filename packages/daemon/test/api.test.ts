@@ -125,6 +125,15 @@ describe('local API', () => {
     const big = await post(JSON.stringify({ ...chat('x'.repeat(2000)) }))
     assert.equal(big.status, 413)
     assert.ok(big.headers['x-request-id'])
+    // Without a declared length, the limit applies as the body arrives.
+    const bigChunked = await raw(gate.url, {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+      body: JSON.stringify({ ...chat('x'.repeat(2000)) }),
+    })
+    assert.equal(bigChunked.status, 413)
+    assert.ok(bigChunked.headers['x-request-id'])
     const unknownRoute = await raw(gate.url, { path: '/v1/nothing' })
     assert.equal(unknownRoute.status, 404)
     const health = await raw(gate.url, { path: '/health' })
@@ -155,6 +164,22 @@ describe('local API', () => {
     assert.equal(local.status, 200)
     assert.equal(local.headers['access-control-allow-origin'], 'http://localhost:3000')
     assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 0)
+    // Gate's own headers go with an engine's answer and with an error alike.
+    for (const [model, status] of [
+      ['llama3.2:1b', 200],
+      ['no-such-model', 404],
+    ] as const) {
+      const answer = await raw(gate.url, {
+        method: 'POST',
+        path: '/v1/chat/completions',
+        headers: { origin: 'http://localhost:3000', 'content-type': 'application/json' },
+        body: JSON.stringify({ ...chat('x'), model }),
+      })
+      assert.equal(answer.status, status)
+      assert.equal(answer.headers['access-control-allow-origin'], 'http://localhost:3000')
+      assert.equal(answer.headers['x-gate-node'], gate.daemon.nodeId)
+      assert.match(String(answer.headers['x-request-id']), /^[\w-]{8,64}$/)
+    }
   })
 
   it('answers 429 with Retry-After at the concurrency cap', async () => {

@@ -43,14 +43,18 @@ export function openAiErrorBody(err: GateError): string {
   })
 }
 
-/** Answers with the error in OpenAI's shape, unless the response has already begun. */
-export function sendError(res: ApiResponse, err: GateError): void {
+/**
+ * Answers with the error in OpenAI's shape, unless the response has already begun. `own`: Gate's
+ * own headers for every response (request ID, node, CORS).
+ */
+export function sendError(res: ApiResponse, err: GateError, own: Record<string, string>): void {
   if (res.headersSent) {
     res.destroy()
     return
   }
   const body = openAiErrorBody(err)
   const headers: Record<string, string | number> = {
+    ...own,
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
   }

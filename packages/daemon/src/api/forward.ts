@@ -11,6 +11,8 @@ import { findUsage, type Usage } from './usage.ts'
 /** What one forwarded request needs: the client's response, the body bytes, where to send them. */
 export interface ForwardRequest {
   res: ApiResponse
+  /** Gate's own response headers, written with the upstream's (which win on a clash). */
+  responseHeaders: Record<string, string>
   /** Path below the provider's `/v1`, e.g. `/chat/completions`. */
   path: string
   headers: Record<string, string | string[]>
@@ -32,9 +34,11 @@ const DONE = 'data: [DONE]'
 /** Response headers that describe one hop, not the message. */
 const HOP_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date'])
 
-/** A response's headers without the hop-by-hop ones. */
-export function endToEndHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {}
+/** A response's headers without the hop-by-hop ones, added to `out`. */
+export function endToEndHeaders(
+  headers: IncomingHttpHeaders,
+  out: Record<string, string | string[]> = {},
+): Record<string, string | string[]> {
   for (const key in headers) {
     const value = headers[key]
     if (value !== undefined && !HOP_HEADERS.has(key)) out[key] = value
@@ -132,7 +136,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
       return
     }
     this.#status = statusCode
-    this.#headers = endToEndHeaders(headers)
+    this.#headers = endToEndHeaders(headers, { ...this.#request.responseHeaders })
     const type = headers['content-type']
     this.#stream = typeof type === 'string' && type.startsWith('text/event-stream')
     if (this.#stream) {
@@ -260,7 +264,7 @@ export async function forwardToPeer(
       await answer.body.return()
       throw new UpstreamError(`node ${nodeId} answered ${answer.head.status}`)
     }
-    const headers = answer.head.headers
+    const headers = { ...request.responseHeaders, ...answer.head.headers }
     const type = headers['content-type']
     if (typeof type === 'string' && type.startsWith('text/event-stream')) {
       res.writeHead(answer.head.status, headers)
@@ -283,7 +287,8 @@ export async function forwardToPeer(
         tail.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength))
       }
       const body = Buffer.concat(tail)
-      res.writeHead(answer.head.status, { ...headers, 'content-length': String(body.length) }).end(body)
+      headers['content-length'] = String(body.length)
+      res.writeHead(answer.head.status, headers).end(body)
     }
     return { ok: true, usage: usage() }
   } catch (err) {

@@ -74,6 +74,12 @@ interface Exchange {
   start: number
   req: ApiRequest
   res: ApiResponse
+  /**
+   * Gate's own response headers (request ID, node, CORS), written with the response head. Passed
+   * to `writeHead` rather than set with `setHeader` beforehand, which sends node:http down its
+   * slower header path.
+   */
+  headers: Record<string, string>
   route: string
   model: string | null
   provider: string | null
@@ -159,11 +165,13 @@ export class ApiServer {
   handle(req: ApiRequest, res: ApiResponse, source: RequestSource, peer?: string): void {
     // A peer passes on the ID its requester gave the request, so one ID follows it across nodes.
     const given = source === 'peer' ? req.headers['x-request-id'] : undefined
+    const id = typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
     const ex: Exchange = {
-      id: typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID(),
+      id,
       start: performance.now(),
       req,
       res,
+      headers: { 'x-request-id': id, 'x-gate-node': this.#c.nodeId },
       route: '',
       model: null,
       provider: null,
@@ -175,8 +183,6 @@ export class ApiServer {
       forwarded: Promise.resolve(),
       complete: false,
     }
-    res.setHeader('x-request-id', ex.id)
-    res.setHeader('x-gate-node', this.#c.nodeId)
     this.#route(ex, source, peer).catch((err: unknown) => this.#fail(ex, toGateError(err)))
   }
 
@@ -189,31 +195,32 @@ export class ApiServer {
     const origin = req.headers.origin
     if (source === 'local') checkLocalRequest(req.headers.host, origin)
     if (origin !== undefined && isLoopbackOrigin(origin)) {
-      res.setHeader('access-control-allow-origin', origin)
-      res.setHeader('access-control-expose-headers', 'x-request-id, x-gate-node')
-      res.setHeader('vary', 'origin')
+      ex.headers['access-control-allow-origin'] = origin
+      ex.headers['access-control-expose-headers'] = 'x-request-id, x-gate-node'
+      ex.headers.vary = 'origin'
     }
     if (req.method === 'OPTIONS') {
       res.writeHead(204, {
+        ...ex.headers,
         'access-control-allow-methods': 'GET, POST, OPTIONS',
         'access-control-allow-headers': req.headers['access-control-request-headers'] ?? '*',
         'access-control-max-age': '600',
       })
       return void res.end()
     }
-    if (path === '/health') return this.#json(res, 200, { status: 'ok', node_id: this.#c.nodeId })
+    if (path === '/health') return this.#json(ex, 200, { status: 'ok', node_id: this.#c.nodeId })
     if (!path.startsWith('/v1/')) throw new NotFoundError(`no route ${req.method} ${path}`)
     const config = this.#c.config()
     if (source === 'relay')
       ex.consumer = keyConsumer(checkApiKey(req.headers.authorization, config.security.api_keys))
     const sub = path.slice(3)
     if (req.method === 'GET' && sub.startsWith('/models')) await this.#c.providers.settle()
-    if (req.method === 'GET' && sub === '/models') return this.#json(res, 200, this.#modelList())
+    if (req.method === 'GET' && sub === '/models') return this.#json(ex, 200, this.#modelList())
     if (req.method === 'GET' && sub.startsWith('/models/')) {
       const id = decodeURIComponent(sub.slice('/models/'.length))
       const model = this.#modelList().data.find((m) => m.id === id)
       if (!model) throw new NotFoundError(`model "${id}" not found`, { param: 'model' })
-      return this.#json(res, 200, model)
+      return this.#json(ex, 200, model)
     }
     if (req.method !== 'POST' || !FORWARDED.has(sub))
       throw new NotFoundError(`no route ${req.method} ${path}`)
@@ -263,6 +270,7 @@ export class ApiServer {
     const forwarding = forward(
       {
         res,
+        responseHeaders: ex.headers,
         path: sub,
         headers: upstreamHeaders(req),
         body,
@@ -279,7 +287,7 @@ export class ApiServer {
       return
     }
     ex.error = result.error.message
-    if (!result.sent && !clientGone(res)) sendError(res, result.error as GateError)
+    if (!result.sent && !clientGone(res)) sendError(ex.res, result.error as GateError, ex.headers)
   }
 
   /**
@@ -298,6 +306,7 @@ export class ApiServer {
     headers['x-request-id'] = ex.id
     const request = {
       res: ex.res,
+      responseHeaders: ex.headers,
       path: sub,
       headers,
       body,
@@ -323,14 +332,14 @@ export class ApiServer {
       return
     }
     ex.error = result.error.message
-    if (!result.sent && !clientGone(ex.res)) sendError(ex.res, result.error as GateError)
+    if (!result.sent && !clientGone(ex.res)) sendError(ex.res, result.error as GateError, ex.headers)
   }
 
   #fail(ex: Exchange, err: GateError): void {
     ex.error = err.message
     if (err.code === 'internal') this.#c.logger.error({ err: err.cause, id: ex.id }, 'request failed')
     if (err instanceof PayloadTooLargeError) ex.res.setHeader('connection', 'close')
-    sendError(ex.res, err)
+    sendError(ex.res, err, ex.headers)
     if (!this.#inflight.has(ex)) this.#record(ex)
   }
 
@@ -376,10 +385,14 @@ export class ApiServer {
     }
   }
 
-  #json(res: ApiResponse, status: number, value: unknown): void {
+  #json(ex: Exchange, status: number, value: unknown): void {
     const body = JSON.stringify(value)
-    res
-      .writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+    ex.res
+      .writeHead(status, {
+        ...ex.headers,
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+      })
       .end(body)
   }
 }
@@ -404,29 +417,21 @@ function readBody(from: ApiRequest, limit: number): Promise<Buffer> {
   const req = from as IncomingMessage
   const declared = Number(req.headers['content-length'])
   if (declared > limit) return Promise.reject(tooLarge(limit))
+  // The listeners stay: the request is done with once its body ends or fails. A body over the
+  // limit keeps flowing to its end, its chunks dropped.
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
     let size = 0
-    const onData = (chunk: Buffer) => {
-      size += chunk.length
-      if (size > limit) {
-        cleanup()
-        req.resume()
-        reject(tooLarge(limit))
-      } else chunks.push(chunk)
-    }
-    const onEnd = () => {
-      cleanup()
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks))
-    }
-    const onError = (err: Error) => {
-      cleanup()
-      reject(err)
-    }
-    const cleanup = () => {
-      req.off('data', onData).off('end', onEnd).off('error', onError)
-    }
-    req.on('data', onData).on('end', onEnd).on('error', onError)
+    req
+      .on('data', (chunk: Buffer) => {
+        size += chunk.length
+        if (size <= limit) chunks.push(chunk)
+        else if (size - chunk.length <= limit) reject(tooLarge(limit)) // the first chunk over
+      })
+      .on('end', () => {
+        if (size <= limit) resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks))
+      })
+      .on('error', reject)
   })
 }
 
