@@ -23,8 +23,8 @@ export const BODY = JSON.stringify({
   messages: [{ role: 'user', content: 'Say hello to the benchmark.' }],
 })
 const STREAM_BODY = JSON.stringify({ ...JSON.parse(BODY), stream: true })
-/** The `gate` command as a user runs it: pnpm's shim, with the node flags from bin.ts's first line. */
-const GATE_BIN = fileURLToPath(new URL('../node_modules/.bin/gate', import.meta.url))
+/** The `gate` command as a user runs it: pnpm's shim, with the node flags from bin.js's first line. */
+export const GATE_BIN = fileURLToPath(new URL('../node_modules/.bin/gate', import.meta.url))
 
 export interface LoadResult {
   rps: number

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { readFile, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import OpenAI from 'openai'
@@ -28,6 +28,27 @@ describe('gate CLI without a daemon', () => {
       assert.equal(result.stderr, NOT_RUNNING)
       assert.equal(result.stdout, '')
     }
+  })
+
+  it('reuses its stripped TypeScript from node compile cache on the next run', async () => {
+    await using gate = await gateHome()
+    // node reports each cache lookup on stderr with this switch; the cache sits in TMPDIR.
+    const env = { TMPDIR: join(gate.home, 'tmp'), NODE_DEBUG_NATIVE: 'COMPILE_CACHE' }
+    await mkdir(env.TMPDIR)
+    const transpiled = (stderr: string, outcome: string) =>
+      stderr.split('\n').filter((line) => line.includes(outcome) && line.includes('StrippedTypeScript'))
+
+    const first = await gate.run(['--version'], { env })
+    assert.equal(first.code, 0)
+    assert.ok(transpiled(first.stderr, 'saving transpilation cache').length > 20, first.stderr)
+    const second = await gate.run(['--version'], { env })
+    assert.equal(second.code, 0)
+    assert.deepEqual(transpiled(second.stderr, 'no transpile cache'), [])
+    const hits = transpiled(second.stderr, 'retrieving transpile cache')
+    assert.ok(
+      hits.some((line) => line.includes('/packages/daemon/src/daemon.ts')),
+      second.stderr,
+    )
   })
 
   it('validates config files, naming the bad field', async () => {

@@ -125,7 +125,7 @@ async function runInForeground(configPath: string | undefined): Promise<void> {
 
 /** Starts `gate daemon` detached and waits until it is ready or has failed. */
 async function startInBackground(configPath: string | undefined): Promise<void> {
-  const bin = fileURLToPath(new URL('../bin.ts', import.meta.url))
+  const bin = fileURLToPath(new URL('../bin.js', import.meta.url))
   const args = [...process.execArgv, bin, 'daemon', ...(configPath ? ['--config', configPath] : [])]
   const child = spawn(process.execPath, args, {
     detached: true,

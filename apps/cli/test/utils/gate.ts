@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-const BIN = fileURLToPath(new URL('../../src/bin.ts', import.meta.url))
+const BIN = fileURLToPath(new URL('../../src/bin.js', import.meta.url))
 /** No CLI call in the tests may take longer than this. */
 const RUN_TIMEOUT_MS = 60_000
 
