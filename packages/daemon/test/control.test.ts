@@ -168,6 +168,27 @@ describe('control port', () => {
     assert.ok(rss > 10e6, `resident memory in /metrics: ${rss}`)
   })
 
+  it('names routes in metrics and history from a fixed set, whatever paths clients ask for', async () => {
+    await using engine = await startFakeEngine()
+    await using gate = await startTestDaemon({ providers: [providerFor('a', engine)] })
+    for (let i = 0; i < 30; i++) assert.equal((await fetch(`${gate.url}/v1/nothing-${i}`)).status, 404)
+    assert.equal((await fetch(`${gate.url}/v1/models/nope`)).status, 404)
+    const prom = await (await fetch(`${gate.controlUrl}/metrics`)).text()
+    assert.doesNotMatch(prom, /nothing-/)
+    assert.match(prom, /gate_requests_total\{route="unmatched",status="404"\} 30/)
+    assert.match(prom, /gate_request_duration_seconds_count\{route="unmatched"\} 30/)
+    assert.match(prom, /gate_requests_total\{route="\/v1\/models\/\{model\}",status="404"\} 1/)
+    const { requests } = await rpc(gate).call('request_history', { limit: 2 })
+    assert.deepEqual(
+      requests.map((r) => [r.route, r.model, r.status]),
+      [
+        ['/v1/models/{model}', 'nope', 404],
+        ['unmatched', null, 404],
+      ],
+    )
+    assert.match(requests[1]?.error ?? '', /no route GET \/v1\/nothing-29/)
+  })
+
   it('generates, exports and imports identities', async () => {
     await using gate = await startTestDaemon()
     const client = rpc(gate)

@@ -46,6 +46,18 @@ export type RequestSource = 'local' | 'relay' | 'peer'
 /** The POST endpoints forwarded to engines, by path below `/v1`. */
 const FORWARDED = new Set(['/chat/completions', '/completions', '/embeddings', '/responses'])
 
+/**
+ * The route a path falls under, as metrics and the request log name it: one of a fixed few, so
+ * that requests for arbitrary paths cannot grow them without bound. A refused path is named in
+ * the record's error.
+ */
+function routeOf(path: string): string {
+  if (path === '/health' || path === '/v1/models') return path
+  if (path.startsWith('/v1/models/')) return '/v1/models/{model}'
+  if (path.startsWith('/v1/') && FORWARDED.has(path.slice(3))) return path
+  return 'unmatched'
+}
+
 /** Request headers not forwarded to engines: hop-by-hop, the client's credentials, Gate's own. */
 const DROPPED_HEADERS = new Set([
   'host',
@@ -191,7 +203,7 @@ export class ApiServer {
     const url = req.url ?? '/'
     const q = url.indexOf('?')
     const path = q < 0 ? url : url.slice(0, q)
-    ex.route = path
+    ex.route = routeOf(path)
     const origin = req.headers.origin
     if (source === 'local') checkLocalRequest(req.headers.host, origin)
     if (origin !== undefined && isLoopbackOrigin(origin)) {
@@ -217,7 +229,8 @@ export class ApiServer {
     if (req.method === 'GET' && sub.startsWith('/models')) await this.#c.providers.settle()
     if (req.method === 'GET' && sub === '/models') return this.#json(ex, 200, this.#modelList())
     if (req.method === 'GET' && sub.startsWith('/models/')) {
-      const id = decodeURIComponent(sub.slice('/models/'.length))
+      const id = decodePathPart(sub.slice('/models/'.length))
+      ex.model = id
       const model = this.#modelList().data.find((m) => m.id === id)
       if (!model) throw new NotFoundError(`model "${id}" not found`, { param: 'model' })
       return this.#json(ex, 200, model)
@@ -340,7 +353,10 @@ export class ApiServer {
     if (err.code === 'internal') this.#c.logger.error({ err: err.cause, id: ex.id }, 'request failed')
     if (err instanceof PayloadTooLargeError) ex.res.setHeader('connection', 'close')
     sendError(ex.res, err, ex.headers)
-    if (!this.#inflight.has(ex)) this.#record(ex)
+    if (this.#inflight.has(ex)) return // recorded when its response closes (#forward)
+    // Recorded once the answer has gone out, so that its status counts as sent (not as 499).
+    if (ex.res.destroyed || ex.res.writableFinished) this.#record(ex)
+    else ex.res.once('close', () => this.#record(ex))
   }
 
   #record(ex: Exchange): void {
@@ -433,6 +449,14 @@ function readBody(from: ApiRequest, limit: number): Promise<Buffer> {
       })
       .on('error', reject)
   })
+}
+
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part)
+  } catch {
+    throw new InvalidRequestError(`malformed percent-encoding in the path: ${part}`)
+  }
 }
 
 function tooLarge(limit: number): PayloadTooLargeError {
