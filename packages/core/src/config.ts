@@ -45,7 +45,7 @@ export const ProviderConfigSchema = z.strictObject({
   name: nonEmpty,
   kind: z.enum(PROVIDER_KINDS, { error: `expected one of ${PROVIDER_KINDS.join(', ')}` }),
   url,
-  api_key: z.string().optional(),
+  api_key: z.string({ error: 'expected a string' }).optional(),
   enabled: z.boolean().default(true),
   models: z.array(nonEmpty).optional(),
   health_check_interval: positiveNumber.default(DEFAULT_HEALTH_CHECK_INTERVAL),
@@ -72,7 +72,20 @@ export const ConfigSchema = z.strictObject({
   providers: z
     .array(ProviderConfigSchema)
     .default([])
-    .refine((list) => new Set(list.map((p) => p.name)).size === list.length, 'provider names must be unique'),
+    .superRefine((list, ctx) => {
+      // Names the later duplicate alone: the list itself holds api keys.
+      const seen = new Set<string>()
+      list.forEach((provider, i) => {
+        if (seen.has(provider.name))
+          ctx.addIssue({
+            code: 'custom',
+            message: 'expected a unique provider name',
+            path: [i, 'name'],
+            input: provider.name,
+          })
+        seen.add(provider.name)
+      })
+    }),
   security: z
     .strictObject({
       api_keys: z.array(nonEmpty).default([]),
@@ -125,9 +138,25 @@ function formatIssue(issue: z.core.$ZodIssue): string {
       : 'config'
   if (issue.code === 'unrecognized_keys')
     return `${field}: unknown field ${issue.keys.map((k) => `"${k}"`).join(', ')}`
-  const got =
-    'input' in issue && issue.input !== undefined ? `, got ${JSON.stringify(issue.input)}` : ', got nothing'
-  return `${field}: ${issue.message}${got}`
+  return `${field}: ${issue.message}, got ${describeInput(issue.path, 'input' in issue ? issue.input : undefined)}`
+}
+
+/** Fields whose values are secrets, at any depth: the same names the daemon's logger redacts. */
+const SECRET_FIELDS = new Set(['api_key', 'api_keys', 'token', 'private_key', 'passphrase', 'authorization'])
+
+/**
+ * The `got …` part of a message, which the daemon logs and streams on `/events`, so it never holds
+ * a secret: a value in or under a secret field shows only its type (`[redacted number]`), and an
+ * object or array shows only its kind, as it may hold secrets under any name.
+ */
+function describeInput(path: readonly PropertyKey[], input: unknown): string {
+  if (input === undefined) return 'nothing'
+  const type = input === null ? 'null' : Array.isArray(input) ? 'array' : typeof input
+  if (path.some((k) => typeof k === 'string' && SECRET_FIELDS.has(k.toLowerCase())))
+    return `[redacted ${type}]`
+  if (type === 'array') return 'an array'
+  if (type === 'object') return 'an object'
+  return JSON.stringify(input) ?? String(input)
 }
 
 /** Which top-level changes need a restart to apply; all others apply live. */

@@ -66,16 +66,49 @@ describe('config', () => {
       'config: unknown field "extra"',
     ])
     assert.deepEqual(issuesOf({ security: { api_keys: ['ok', 5] } }), [
-      'security.api_keys[1]: expected a non-empty string, got 5',
+      'security.api_keys[1]: expected a non-empty string, got [redacted number]',
     ])
   })
 
-  it('refuses two providers with one name', () => {
+  it('refuses two providers with one name, naming the duplicate', () => {
     const provider = { name: 'same', kind: 'openai', url: 'http://127.0.0.1:1' }
-    assert.match(
-      issuesOf({ providers: [provider, provider] }).join(),
-      /^providers: provider names must be unique/,
-    )
+    assert.deepEqual(issuesOf({ providers: [provider, { ...provider, name: 'other' }, provider] }), [
+      'providers[2].name: expected a unique provider name, got "same"',
+    ])
+  })
+
+  it('never echoes a secret in a validation message', () => {
+    const provider = { name: 'a', kind: 'openai', url: 'http://127.0.0.1:1' }
+    const duplicate = issuesOf({
+      providers: [
+        { ...provider, api_key: 'sk-secret-1' },
+        { ...provider, api_key: 'sk-secret-2' },
+      ],
+    })
+    assert.deepEqual(duplicate, ['providers[1].name: expected a unique provider name, got "a"'])
+    const cases: Array<[unknown, RegExp]> = [
+      [
+        { providers: [{ ...provider, api_key: 12345 }] },
+        /^providers\[0\]\.api_key: expected a string, got \[redacted number\]$/,
+      ],
+      [
+        { providers: [{ ...provider, api_key: { value: 'sk-secret-3' } }] },
+        /^providers\[0\]\.api_key: expected a string, got \[redacted object\]$/,
+      ],
+      [{ security: { api_keys: 'sk-secret-4' } }, /^security\.api_keys: .*, got \[redacted string\]$/],
+      [
+        { security: { api_keys: ['sk-secret-5', ''] } },
+        /^security\.api_keys\[1\]: expected a non-empty string, got \[redacted string\]$/,
+      ],
+      [{ providers: { name: 'a', api_key: 'sk-secret-6' } }, /^providers: .*, got an object$/],
+      [{ security: ['sk-secret-7'] }, /^security: .*, got an array$/],
+    ]
+    for (const [config, expected] of cases) {
+      const issues = issuesOf(config)
+      assert.equal(issues.length, 1, issues.join('; '))
+      assert.match(issues[0] ?? '', expected)
+      assert.doesNotMatch(issues[0] ?? '', /sk-secret/)
+    }
   })
 
   it('reports a file that is not JSON as a config error', () => {
