@@ -24,3 +24,8 @@ export const PEER_DIAL_TIMEOUT_MS = 10_000
 export const PEER_REFRESH_MS = 2000
 /** The longest wait between attempts to reach an unreachable trusted peer. @default 60_000 ms */
 export const PEER_BACKOFF_MAX_MS = 60_000
+/**
+ * Events held for one `/events` subscriber while its connection is backed up (it stopped reading).
+ * Past this many the subscriber is disconnected rather than let memory grow. @default 1000
+ */
+export const EVENTS_QUEUE_MAX = 1000

@@ -168,6 +168,54 @@ describe('control port', () => {
     assert.ok(rss > 10e6, `resident memory in /metrics: ${rss}`)
   })
 
+  it('disconnects an /events subscriber that stops reading, and only that one', async () => {
+    await using gate = await startTestDaemon()
+    const client = rpc(gate)
+    const { connect } = await import('node:net')
+    const { port } = new URL(gate.controlUrl)
+    // A subscriber that sends its request and then never reads, so its socket backs up.
+    const stalled = connect(Number(port), '127.0.0.1')
+    let stalledClosed = false
+    stalled.on('close', () => {
+      stalledClosed = true
+    })
+    stalled.on('error', () => {})
+    stalled.pause()
+    stalled.write(
+      `GET /events HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\nauthorization: Bearer ${gate.token}\r\n\r\n`,
+    )
+    const controller = new AbortController()
+    const seen: Array<{ event: string; data: unknown }> = []
+    const listening = (async () => {
+      for await (const e of client.events({ signal: controller.signal })) seen.push(e)
+    })().catch(() => {})
+    await waitFor(() => seen.some((e) => e.event === 'hello'))
+    const dropped = () =>
+      seen.some(
+        (e) => e.event === 'log' && /events subscriber/.test(String((e.data as { msg?: unknown }).msg)),
+      )
+    // Events of 8 KiB, in batches the reading subscriber keeps up with, until the stalled one is
+    // dropped: its socket buffers (a few MiB) fill, then its queue. Bounded if it never is.
+    const padding = 'x'.repeat(8 * 1024)
+    let sent = 0
+    while (!dropped() && sent < 6000) {
+      for (let i = 0; i < 50; i++) gate.daemon.events.emit('filler', { n: ++sent, padding })
+      const last = sent
+      await waitFor(() => seen.some((e) => e.event === 'filler' && (e.data as { n: number }).n === last), {
+        label: `the reading subscriber got filler ${last}`,
+      })
+    }
+    assert.ok(dropped(), `a warning that the stalled subscriber was dropped, after ${sent} events`)
+    // Reading now, the stalled subscriber finds its stream ended after what was already sent.
+    stalled.resume()
+    await waitFor(() => stalledClosed, { label: 'the daemon closed the stalled stream' })
+    gate.daemon.events.emit('after', { ok: true })
+    await waitFor(() => seen.some((e) => e.event === 'after'), { label: 'the reader still gets events' })
+    controller.abort()
+    await listening
+    assert.equal((await client.call('node_status')).node_id, gate.daemon.nodeId)
+  })
+
   it('names routes in metrics and history from a fixed set, whatever paths clients ask for', async () => {
     await using engine = await startFakeEngine()
     await using gate = await startTestDaemon({ providers: [providerFor('a', engine)] })

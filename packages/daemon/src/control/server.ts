@@ -3,12 +3,13 @@ import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { RpcHandlers } from '@gate/rpc'
 import { createRpcHandler, parseRpcBody } from '@gate/rpc'
-import { createAdaptorServer } from '@hono/node-server'
+import { createAdaptorServer, type HttpBindings } from '@hono/node-server'
 import { Hono } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { streamSSE } from 'hono/streaming'
 import type { Logger } from 'pino'
 import { checkLocalRequest } from '../api/guards.ts'
+import { EVENTS_QUEUE_MAX } from '../constants.ts'
 import type { EventBus, GateEvent } from '../events.ts'
 import type { Metrics } from '../metrics.ts'
 
@@ -38,7 +39,7 @@ export function createControlServer(c: ControlComponents): {
     onError: (err, method) => c.logger.error({ err, method }, 'rpc method failed'),
   })
   const token = Buffer.from(c.token)
-  const app = new Hono()
+  const app = new Hono<{ Bindings: HttpBindings }>()
   let port = 0
 
   app.use(async (ctx, next) => {
@@ -100,7 +101,18 @@ export function createControlServer(c: ControlComponents): {
       const queue: GateEvent[] = []
       let wake: (() => void) | undefined
       const unsubscribe = c.events.subscribe((event) => {
-        queue.push(event)
+        if (queue.length < EVENTS_QUEUE_MAX) {
+          queue.push(event)
+          wake?.()
+          return
+        }
+        // The subscriber stopped reading: drop it whole rather than hold events without bound or
+        // skip some. Destroying the connection frees what is buffered for it and ends the loop.
+        unsubscribe()
+        queue.length = 0
+        c.logger.warn({ queued: EVENTS_QUEUE_MAX }, 'closing an /events subscriber that stopped reading')
+        ctx.env.outgoing.destroy()
+        stream.abort()
         wake?.()
       })
       const keepalive = setInterval(() => wake?.(), SSE_KEEPALIVE_MS)
