@@ -1,11 +1,4 @@
-import {
-  type Config,
-  ForbiddenError,
-  type Identity,
-  NotFoundError,
-  peerIdToNodeId,
-  UpstreamError,
-} from '@gate/core'
+import { type Config, ForbiddenError, type Identity, peerIdToNodeId, UpstreamError } from '@gate/core'
 import {
   type Capabilities,
   CONTROL_PROTOCOL,
@@ -20,6 +13,7 @@ import {
   type PeerResponse,
   peerIdOf,
   type RequestHead,
+  type ResponseHead,
   type ResponseWriter,
   sendRequest,
 } from '@gate/p2p'
@@ -93,10 +87,15 @@ export class Mesh {
       )
     await node.handle(
       HTTP_PROTOCOL,
-      httpStreamHandler((request, response) => mesh.#serve(request, response), {
-        maxBodyBytes: security.max_body_bytes,
-        onProtocolError,
-      }),
+      httpStreamHandler(
+        (request, response) =>
+          init.serve(request, response, peerIdToNodeId(request.connection.remotePeer.toString())),
+        {
+          maxBodyBytes: security.max_body_bytes,
+          onProtocolError,
+          refuse: (connection) => mesh.#refuse(peerIdToNodeId(connection.remotePeer.toString())),
+        },
+      ),
       STREAM_LIMITS,
     )
     await node.handle(
@@ -117,16 +116,18 @@ export class Mesh {
     return this.node.getMultiaddrs().map((ma) => ma.toString())
   }
 
-  /** Sends one request to a trusted peer and returns its response as it arrives. */
+  /** Whether `nodeId` is in network.trusted_peers: the only nodes requests are sent to. */
+  trusts(nodeId: string): boolean {
+    return this.peers.isTrusted(nodeId)
+  }
+
+  /** Sends one request to a trusted peer (see `trusts`) and returns its response as it arrives. */
   async exchange(
     nodeId: string,
     head: RequestHead,
     body: Uint8Array,
     signal: AbortSignal,
   ): Promise<PeerResponse> {
-    if (!this.peers.isTrusted(nodeId)) {
-      throw new NotFoundError(`unknown node ${nodeId}: it is not in network.trusted_peers`)
-    }
     const peer = peerIdOf(nodeId)
     // An open connection gets a new stream with the protocol selected optimistically (no round
     // trip before the request goes out); otherwise libp2p dials, asking the DHT when the peer
@@ -144,15 +145,12 @@ export class Mesh {
     return sendRequest(stream, { head, body }, signal)
   }
 
-  async #serve(request: IncomingRequest, response: ResponseWriter): Promise<void> {
-    const from = peerIdToNodeId(request.connection.remotePeer.toString())
-    if (!this.peers.isTrusted(from)) {
-      const error = new ForbiddenError(`node ${this.#init.identity.nodeId} does not trust node ${from}`)
-      const body = new TextEncoder().encode(openAiErrorBody(error))
-      await response.whole({ status: 403, headers: { 'content-type': 'application/json' } }, body)
-      return
-    }
-    await this.#init.serve(request, response, from)
+  /** The 403 for a node not in trusted_peers, answered before its request body is held. */
+  #refuse(from: string): { head: ResponseHead; body: Uint8Array } | undefined {
+    if (this.peers.isTrusted(from)) return undefined
+    const error = new ForbiddenError(`node ${this.#init.identity.nodeId} does not trust node ${from}`)
+    const body = new TextEncoder().encode(openAiErrorBody(error))
+    return { head: { status: 403, headers: { 'content-type': 'application/json' } }, body }
   }
 
   /** Trusted peers to try for `model`, best first. */

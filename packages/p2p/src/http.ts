@@ -28,7 +28,8 @@ export interface PeerResponse {
   /**
    * Data frames as they arrive. Throws PeerStreamError when the peer reports an error or the
    * stream breaks before the end; stopping early (break) resets the stream, which cancels the
-   * request at the peer.
+   * request at the peer. A body never started cannot be stopped that way: abort the request's
+   * signal instead.
    */
   body: AsyncGenerator<Uint8Array, void, undefined>
 }
@@ -69,7 +70,7 @@ export async function sendRequest(
     if (first.type === 'error') throw new PeerStreamError(errorMessage(first))
     if (first.type !== 'head') throw new ProtocolError(`expected a response head, got a ${first.type} frame`)
     const head = parseResponseHead(first.value)
-    return { head, body: readBody(frames, signal, done) }
+    return { head, body: readResponseBody(frames, signal, done) }
   } catch (err) {
     done()
     fail(stream, err)
@@ -77,7 +78,7 @@ export async function sendRequest(
   }
 }
 
-async function* readBody(
+async function* readResponseBody(
   frames: FrameStream,
   signal: AbortSignal | undefined,
   done: () => void,
@@ -130,6 +131,11 @@ export interface HttpServerOptions {
   requestTimeoutMs?: number
   /** Told about streams reset for breaking the protocol. */
   onProtocolError?: (err: Error, connection: Connection) => void
+  /**
+   * An answer for a requester refused outright (an untrusted peer): sent as soon as the request
+   * head is in, before `serve` or any body is held; the body that follows is read and dropped.
+   */
+  refuse?: (connection: Connection) => { head: ResponseHead; body: Uint8Array } | undefined
 }
 
 /** A `/gate/http` stream handler that reads each request whole and hands it to `serve`. */
@@ -143,7 +149,19 @@ export function httpStreamHandler(
     let request: { head: RequestHead; body: Uint8Array }
     try {
       const deadline = AbortSignal.timeout(options.requestTimeoutMs ?? REQUEST_READ_TIMEOUT_MS)
-      request = await readRequest(frames, options.maxBodyBytes, deadline)
+      const head = await readHead(frames, deadline)
+      const refusal = options.refuse?.(connection)
+      if (refusal) {
+        await frames.writeAll([
+          { type: 'head', value: { ...refusal.head } },
+          { type: 'data', bytes: refusal.body },
+          { type: 'end' },
+        ])
+        await readRequestBody(frames, options.maxBodyBytes, deadline, false)
+        await stream.close().catch(() => {})
+        return
+      }
+      request = { head, body: await readRequestBody(frames, options.maxBodyBytes, deadline, true) }
     } catch (err) {
       options.onProtocolError?.(err as Error, connection)
       fail(stream, err)
@@ -194,14 +212,19 @@ export function httpStreamHandler(
   }
 }
 
-async function readRequest(
+async function readHead(frames: FrameStream, signal: AbortSignal): Promise<RequestHead> {
+  const first = await frames.read(signal)
+  if (first.type !== 'head') throw new ProtocolError(`expected a request head, got a ${first.type} frame`)
+  return parseRequestHead(first.value)
+}
+
+/** The request body up to its end frame; `keep: false` reads it all but keeps none of it. */
+async function readRequestBody(
   frames: FrameStream,
   maxBodyBytes: number,
   signal: AbortSignal,
-): Promise<{ head: RequestHead; body: Uint8Array }> {
-  const first = await frames.read(signal)
-  if (first.type !== 'head') throw new ProtocolError(`expected a request head, got a ${first.type} frame`)
-  const head = parseRequestHead(first.value)
+  keep: boolean,
+): Promise<Uint8Array> {
   const parts: Uint8Array[] = []
   let size = 0
   for (;;) {
@@ -210,9 +233,9 @@ async function readRequest(
     if (frame.type !== 'data') throw new ProtocolError(`unexpected ${frame.type} frame in a request body`)
     size += frame.bytes.length
     if (size > maxBodyBytes) throw new ProtocolError(`request body over ${maxBodyBytes} bytes`)
-    parts.push(frame.bytes)
+    if (keep) parts.push(frame.bytes)
   }
-  return { head, body: parts.length === 1 ? (parts[0] as Uint8Array) : Buffer.concat(parts) }
+  return parts.length === 1 ? (parts[0] as Uint8Array) : Buffer.concat(parts)
 }
 
 function parseRequestHead(value: Record<string, unknown>): RequestHead {

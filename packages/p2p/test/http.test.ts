@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
+  FrameStream,
   HTTP_PROTOCOL,
   httpStreamHandler,
   type IncomingRequest,
@@ -196,6 +197,51 @@ for (const transport of TRANSPORTS) {
       assert.equal(response.head.status, 200)
       for await (const _ of response.body) assert.fail('no body expected')
       assert.equal(seen.length, 1)
+    })
+
+    it('answers a refused requester once its head is in, and drops its body', async () => {
+      await using pair = await startPair()
+      const { a, b } = pair
+      const seen: IncomingRequest[] = []
+      const refused: string[] = []
+      const answer = encoder.encode('{"error":{"message":"not trusted"}}')
+      await b.handle(
+        HTTP_PROTOCOL,
+        httpStreamHandler(
+          async (request, response) => {
+            seen.push(request)
+            await response.whole({ status: 200, headers: {} }, new Uint8Array())
+          },
+          {
+            maxBodyBytes: 8 * RECEIVE_WINDOW,
+            refuse: (connection) => {
+              refused.push(connection.remotePeer.toString())
+              return { head: { status: 403, headers: { 'content-type': 'application/json' } }, body: answer }
+            },
+          },
+        ),
+      )
+      const connection = await connect(a, b, transport)
+      // The answer comes with no body sent at all.
+      const frames = new FrameStream(await connection.newStream(HTTP_PROTOCOL, { signal: timeout() }))
+      await frames.write({ type: 'head', value: { ...HEAD } })
+      const head = await frames.read(timeout())
+      assert.equal(head.type === 'head' && head.value.status, 403)
+      const data = await frames.read(timeout())
+      assert.equal(data.type === 'data' && decoder.decode(data.bytes), decoder.decode(answer))
+      assert.equal((await frames.read(timeout())).type, 'end')
+      frames.stream.abort(new Error('done'))
+      // A body several flow-control windows long is still read (and dropped), so its sender is
+      // not left waiting for credit.
+      const response = await sendRequest(
+        connection,
+        { head: HEAD, body: new Uint8Array(4 * RECEIVE_WINDOW) },
+        timeout(),
+      )
+      assert.equal(response.head.status, 403)
+      for await (const chunk of response.body) assert.equal(decoder.decode(chunk), decoder.decode(answer))
+      assert.equal(seen.length, 0, 'no refused request reached the handler')
+      assert.deepEqual(refused, [a.peerId.toString(), a.peerId.toString()])
     })
 
     it('holds a fast writer back while the reader is slow', async () => {
