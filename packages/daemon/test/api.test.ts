@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import { readFile } from 'node:fs/promises'
 import { request as httpRequest } from 'node:http'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { createRpcClient } from '@gate/rpc'
 import OpenAI from 'openai'
 import { providerFor, startTestDaemon } from './utils/daemon.ts'
 import { replyText, startFakeEngine } from './utils/fake-engine.ts'
@@ -148,6 +152,30 @@ describe('local API', () => {
       1,
       'no bad request reached the engine',
     )
+  })
+
+  it('records a client that leaves mid-body once, as 499, without logging an error', async () => {
+    await using engine = await startFakeEngine()
+    await using gate = await startTestDaemon({ providers: [providerFor('a', engine)] })
+    const { port } = new URL(gate.url)
+    const socket = connect(Number(port), '127.0.0.1')
+    await once(socket, 'connect')
+    socket.write(
+      'POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"model":',
+    )
+    await sleep(100)
+    socket.destroy()
+    const control = createRpcClient({ url: gate.controlUrl, token: gate.token })
+    await waitFor(async () => (await control.call('request_history', { limit: 5 })).requests.length > 0)
+    await sleep(200) // time for a second record, were one made
+    const { requests } = await control.call('request_history', { limit: 5 })
+    assert.deepEqual(
+      requests.map((r) => [r.route, r.status]),
+      [['/v1/chat/completions', 499]],
+    )
+    const { lines } = await control.call('get_logs', { lines: 50, level: 'error' })
+    assert.deepEqual(lines, [])
+    assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 0)
   })
 
   it('refuses foreign Host and Origin headers (DNS rebinding, CSRF) and allows loopback origins', async () => {

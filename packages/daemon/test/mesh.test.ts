@@ -122,6 +122,9 @@ describe('X-Target-Node errors', () => {
       a.client.chat.completions.create(chat('x'), { headers: { 'x-target-node': 'not-a-node' } }),
       (err: unknown) => err instanceof OpenAI.BadRequestError,
     )
+    // Only the peer a request really went to counts as consumed from.
+    const { consumed } = await rpc(a).call('get_metrics')
+    assert.deepEqual(Object.keys(consumed), [b.daemon.nodeId])
     // Still serving.
     await trust(b, a)
     const ok = await a.client.chat.completions.create(chat('now'), {

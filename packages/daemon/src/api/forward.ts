@@ -222,6 +222,8 @@ function toUpstreamError(provider: Provider, err: Error): UpstreamError | Timeou
 
 /** What the API needs of the mesh: sending to peers, and which peers serve what. */
 export interface PeerExchange {
+  /** Whether `nodeId` is a trusted peer, the only kind `exchange` may be given. */
+  trusts(nodeId: string): boolean
   exchange(nodeId: string, head: RequestHead, body: Uint8Array, signal: AbortSignal): Promise<PeerResponse>
   /** Trusted peers to try for `model`, best first. */
   candidates(model: string): string[]
@@ -251,6 +253,11 @@ export async function forwardToPeer(
     if (!res.writableFinished) gone.abort(new Error('client closed the request'))
   }
   res.once('close', onClose)
+  // Like an engine's head and body timeouts: the wait for the head, then each wait between chunks.
+  const timer = setTimeout(
+    () => gone.abort(new TimeoutError(`node ${nodeId} did not answer in time`)),
+    request.timeoutMs,
+  )
   let sent = false
   /** `[DONE]` went through: a client closing now has had everything. */
   let complete = false
@@ -259,10 +266,13 @@ export async function forwardToPeer(
   try {
     const head = { method: 'POST', path: `/v1${request.path}`, headers: request.headers }
     const answer = await mesh.exchange(nodeId, head, request.body, gone.signal)
+    timer.refresh()
     if (answer.head.status >= 500 && !isLast) {
-      // Nothing sent yet and another peer to try: fail over (leaving the body resets the stream).
-      await answer.body.return()
-      throw new UpstreamError(`node ${nodeId} answered ${answer.head.status}`)
+      // Nothing sent yet and another peer to try: fail over. The abort resets the stream, which
+      // cancels the request at the peer (a body never read cannot be left to do it).
+      const error = new UpstreamError(`node ${nodeId} answered ${answer.head.status}`)
+      gone.abort(error)
+      throw error
     }
     const headers = { ...request.responseHeaders, ...answer.head.headers }
     const type = headers['content-type']
@@ -270,6 +280,9 @@ export async function forwardToPeer(
       res.writeHead(answer.head.status, headers)
       sent = true
       for await (const chunk of answer.body) {
+        // Chunks already received still come after an abort: stop at once instead.
+        gone.signal.throwIfAborted()
+        timer.refresh()
         const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
         if (tail.length === 2) tail.shift()
         tail.push(bytes)
@@ -280,6 +293,7 @@ export async function forwardToPeer(
     } else {
       let size = 0
       for await (const chunk of answer.body) {
+        timer.refresh()
         size += chunk.length
         if (size > MAX_RESPONSE_BYTES) {
           throw new UpstreamError(`node ${nodeId} sent a response over ${MAX_RESPONSE_BYTES} bytes`)
@@ -293,19 +307,22 @@ export async function forwardToPeer(
     return { ok: true, usage: usage() }
   } catch (err) {
     if (complete) return { ok: true, usage: usage() }
+    const reason: unknown = gone.signal.aborted ? gone.signal.reason : err
     const error =
-      err instanceof GateError
-        ? err
+      reason instanceof GateError
+        ? reason
         : new UpstreamError(`node ${nodeId} failed: ${describeError(err)}`, { cause: err })
     if (sent && !clientGone(res)) res.end(`data: ${openAiErrorBody(error)}\n\n`)
     return { ok: false, error, sent }
   } finally {
+    clearTimeout(timer)
     res.off('close', onClose)
   }
 }
 
 /** Resolves when the response can take more, or has closed. */
 function drainedOrClosed(res: ApiResponse): Promise<void> {
+  if (res.destroyed) return Promise.resolve()
   return new Promise((resolve) => {
     const done = () => {
       res.off('drain', done)

@@ -105,6 +105,8 @@ interface Exchange {
   forwarded: Promise<unknown>
   /** The whole response reached the client, even if it closed the connection before our last write (SSE after `[DONE]`). */
   complete: boolean
+  /** Its record is made: once, though a client leaving mid-body both closes and fails it. */
+  recorded: boolean
 }
 
 /**
@@ -194,6 +196,7 @@ export class ApiServer {
       error: null,
       forwarded: Promise.resolve(),
       complete: false,
+      recorded: false,
     }
     this.#route(ex, source, peer).catch((err: unknown) => this.#fail(ex, toGateError(err)))
   }
@@ -266,7 +269,11 @@ export class ApiServer {
     const target = req.headers['x-target-node']
     if (typeof target === 'string' && target !== '') {
       const nodeId = parseNodeId(target)
-      if (nodeId !== this.#c.nodeId) return this.#forwardToPeers(ex, [nodeId], sub, body, config)
+      if (nodeId !== this.#c.nodeId) {
+        if (!this.#c.mesh.trusts(nodeId))
+          throw new NotFoundError(`unknown node ${nodeId}: it is not in network.trusted_peers`)
+        return this.#forwardToPeers(ex, [nodeId], sub, body, config)
+      }
     }
     const { providers } = this.#c
     let candidates = providers.candidates(model)
@@ -350,7 +357,9 @@ export class ApiServer {
 
   #fail(ex: Exchange, err: GateError): void {
     ex.error = err.message
-    if (err.code === 'internal') this.#c.logger.error({ err: err.cause, id: ex.id }, 'request failed')
+    // A client that went away (mid-body, say) is a 499, not a failure of ours.
+    if (err.code === 'internal' && !clientGone(ex.res))
+      this.#c.logger.error({ err: err.cause, id: ex.id }, 'request failed')
     if (err instanceof PayloadTooLargeError) ex.res.setHeader('connection', 'close')
     sendError(ex.res, err, ex.headers)
     if (this.#inflight.has(ex)) return // recorded when its response closes (#forward)
@@ -360,6 +369,8 @@ export class ApiServer {
   }
 
   #record(ex: Exchange): void {
+    if (ex.recorded) return
+    ex.recorded = true
     const status = ex.res.writableFinished || ex.complete ? ex.res.statusCode : 499
     const latency = performance.now() - ex.start
     const { metrics, requestLog, events } = this.#c
