@@ -144,19 +144,32 @@ function formatIssue(issue: z.core.$ZodIssue): string {
 /** Fields whose values are secrets, at any depth: the same names the daemon's logger redacts. */
 const SECRET_FIELDS = new Set(['api_key', 'api_keys', 'token', 'private_key', 'passphrase', 'authorization'])
 
+/** Longest `got …` value shown. */
+const MAX_INPUT_CHARS = 60
+
 /**
- * The `got …` part of a message, which the daemon logs and streams on `/events`, so it never holds
- * a secret: a value in or under a secret field shows only its type (`[redacted number]`), and an
- * object or array shows only its kind, as it may hold secrets under any name.
+ * The `got …` part of a validation message (config here, RPC params in @gate/rpc), which the
+ * daemon logs and streams on `/events`, so it never holds a secret: a value in or under a secret
+ * field shows only its type (`[redacted number]`), an object or array only its kind, as it may
+ * hold secrets under any name, and a URL no user name or password.
  */
-function describeInput(path: readonly PropertyKey[], input: unknown): string {
+export function describeInput(path: readonly PropertyKey[], input: unknown): string {
   if (input === undefined) return 'nothing'
   const type = input === null ? 'null' : Array.isArray(input) ? 'array' : typeof input
   if (path.some((k) => typeof k === 'string' && SECRET_FIELDS.has(k.toLowerCase())))
     return `[redacted ${type}]`
   if (type === 'array') return 'an array'
   if (type === 'object') return 'an object'
-  return JSON.stringify(input) ?? String(input)
+  const text = JSON.stringify(typeof input === 'string' ? withoutCredentials(input) : input) ?? String(input)
+  return text.length > MAX_INPUT_CHARS ? `${text.slice(0, MAX_INPUT_CHARS)}…` : text
+}
+
+function withoutCredentials(text: string): string {
+  const url = URL.parse(text)
+  if (!url || (url.username === '' && url.password === '')) return text
+  url.username = ''
+  url.password = ''
+  return url.href
 }
 
 /** Which top-level changes need a restart to apply; all others apply live. */

@@ -1,3 +1,4 @@
+import { describeInput } from '@gate/core'
 import type { z } from 'zod'
 import { RPC_ERROR_CODES, RpcError, toRpcError } from './errors.ts'
 import type { HandlerParams, MethodName, MethodResult } from './methods.ts'
@@ -140,13 +141,5 @@ function formatIssue(issue: z.core.$ZodIssue): string {
   }
   // A check on the whole params object: echoing the object back adds nothing.
   if (issue.path.length === 0) return `${field}: ${issue.message}`
-  const input = 'input' in issue ? issue.input : undefined
-  return `${field}: ${issue.message}, got ${input === undefined ? 'nothing' : preview(input)}`
-}
-
-const MAX_PREVIEW_CHARS = 60
-
-function preview(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value)
-  return text.length > MAX_PREVIEW_CHARS ? `${text.slice(0, MAX_PREVIEW_CHARS)}…` : text
+  return `${field}: ${issue.message}, got ${describeInput(issue.path, 'input' in issue ? issue.input : undefined)}`
 }

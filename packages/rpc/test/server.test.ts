@@ -195,6 +195,16 @@ describe('params', () => {
     ],
     [
       'add_provider',
+      { name: 'x', kind: 'ollama', url: 'ftp://user:sk-secret@host/' },
+      'params.url: expected an http(s) URL, got "ftp://host/"',
+    ],
+    [
+      'add_provider',
+      { name: 'x', kind: 'openai', url: 'http://h', api_key: ['sk-secret'] },
+      'params.api_key: expected a string, got [redacted array]',
+    ],
+    [
+      'add_provider',
       { name: 'x', kind: 'ollama', url: 'http://h', models: ['a', ''] },
       'params.models[1]: expected a non-empty string, got ""',
     ],
@@ -203,7 +213,7 @@ describe('params', () => {
       { kind: 'ollama' },
       'params: expected "name" of a configured provider, or "kind" and "url" of a new one',
     ],
-    ['update_config', { config: [1] }, 'params.config: expected an object (a partial config), got [1]'],
+    ['update_config', { config: [1] }, 'params.config: expected an object (a partial config), got an array'],
     ['validate_config', {}, 'params.config: expected the config object to check, got nothing'],
     ['import_identity', { identity: 5 }, 'params.identity: expected a non-empty string, got 5'],
   ]
