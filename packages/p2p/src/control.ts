@@ -98,6 +98,9 @@ const PAYLOAD_TYPES = new Set([
   'pair_response',
 ])
 
+/** Longest invite secret taken; the ones Gate makes are far shorter. */
+const MAX_SECRET_CHARS = 256
+
 function parseMessage(value: Record<string, unknown>): NodeMessage {
   const { version, id, timestamp, payload } = value
   if (version !== CONTROL_VERSION) throw new ProtocolError(`unsupported control version ${String(version)}`)
@@ -113,6 +116,13 @@ function parseMessage(value: Record<string, unknown>): NodeMessage {
   const p = payload as ControlPayload
   if ('capabilities' in p && !isCapabilities(p.capabilities))
     throw new ProtocolError('malformed capabilities')
+  if (p.type === 'pair' && !(typeof p.secret === 'string' && p.secret.length <= MAX_SECRET_CHARS))
+    throw new ProtocolError('malformed pair secret')
+  if (
+    p.type === 'pair_response' &&
+    !(typeof p.accepted === 'boolean' && (p.reason === null || typeof p.reason === 'string'))
+  )
+    throw new ProtocolError('malformed pair response')
   return { version, id, timestamp, payload: p }
 }
 

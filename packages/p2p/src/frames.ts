@@ -59,6 +59,9 @@ export class FrameStream {
   /** Parsed frames the application has not read yet (at most RECEIVE_WINDOW of data). */
   readonly #queue: Frame[] = []
   #ended = false
+  /** The peer has sent its head; its end or error. */
+  #peerHead = false
+  #peerDone = false
   #error: Error | undefined
   #wakeReader: (() => void) | undefined
   #wakeWriter: (() => void) | undefined
@@ -144,13 +147,22 @@ export class FrameStream {
     this.#emit(encodeFrame('credit', payload))
   }
 
+  /**
+   * Queues what the peer sent, which must be one exchange's worth: one head, data, then at most
+   * one end or error. Anything past that, or empty data, would be queued for nobody to read.
+   */
   #parseAll(): void {
     if (this.#echo && !this.#takeEcho()) return
     for (let frame = this.#parse(); frame; frame = this.#parse()) {
+      if (this.#peerDone) throw new ProtocolError(`a ${frame.type} frame after the end of the exchange`)
       if (frame.type === 'data') {
         this.#allowance -= frame.bytes.length
         if (this.#allowance < 0) throw new ProtocolError('the peer sent more data than it was allowed')
-      }
+        if (frame.bytes.length === 0) continue
+      } else if (frame.type === 'head') {
+        if (this.#peerHead) throw new ProtocolError('a second head frame')
+        this.#peerHead = true
+      } else this.#peerDone = true
       this.#queue.push(frame)
     }
   }

@@ -61,6 +61,10 @@ for (const transport of TRANSPORTS) {
           ),
         ],
         ['data frame', Uint8Array.of(2, 2, 0x41)],
+        [
+          'pair secret not a string',
+          frame('{"version":1,"id":"i","timestamp":1,"payload":{"type":"pair","secret":{"length":1e9}}}'),
+        ],
       ]
       for (const [i, [name, bytes]] of bad.entries()) {
         const stream = await connection.newStream(CONTROL_PROTOCOL)
@@ -72,6 +76,22 @@ for (const transport of TRANSPORTS) {
       }
       assert.equal(seen.length, 2, 'no broken request reached the handler')
       assert.equal(connection.status, 'open')
+      assert.deepEqual(await ask({ type: 'ping' }), { type: 'pong' })
+
+      // Frames past the one request (here a flood of end frames) are not queued for nobody to
+      // read: the stream is reset.
+      const ping = frame('{"version":1,"id":"i","timestamp":1,"payload":{"type":"ping"}}')
+      const flooded = await connection.newStream(CONTROL_PROTOCOL)
+      flooded.send(Uint8Array.from([...ping, ...Array.from({ length: 500 }, () => [1, 3]).flat()]))
+      const open = () =>
+        b
+          .getConnections(a.peerId)
+          .flatMap((c) => c.streams)
+          .filter((s) => s.protocol === CONTROL_PROTOCOL).length
+      const deadline = Date.now() + 5000
+      while (open() > 0 && Date.now() < deadline) await sleep(10)
+      assert.equal(open(), 0, 'the server reset the flooded stream')
+      flooded.abort(new Error('done'))
       assert.deepEqual(await ask({ type: 'ping' }), { type: 'pong' })
     })
   })
