@@ -120,7 +120,11 @@ export function parseConfigText(text: string): Config {
   try {
     value = JSON.parse(text)
   } catch (err) {
-    throw new ConfigError([`config is not valid JSON: ${(err as Error).message}`], { cause: err })
+    // JSON.parse's own message quotes the text around the fault, which may be a secret: only
+    // where the fault is is kept.
+    const where = /line (\d+) column (\d+)/.exec((err as Error).message)
+    const at = where ? ` at line ${where[1]}, column ${where[2]}` : ''
+    throw new ConfigError([`config is not valid JSON${at}`])
   }
   return parseConfig(value)
 }

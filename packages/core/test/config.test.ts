@@ -111,11 +111,18 @@ describe('config', () => {
     }
   })
 
-  it('reports a file that is not JSON as a config error', () => {
+  it('reports a file that is not JSON as a config error, quoting none of it', () => {
     assert.throws(
       () => parseConfigText('{"network": {'),
-      (err) => err instanceof ConfigError && /^config is not valid JSON: /.test(err.message),
+      (err) => err instanceof ConfigError && /^config is not valid JSON/.test(err.message),
     )
+    for (const text of ['{"security": {"api_keys": [gk-SECRET-abc]}}', '{"a": 1,\n "key": sk-SECRET\n}']) {
+      assert.throws(
+        () => parseConfigText(text),
+        (err) => err instanceof ConfigError && !/SECRET/.test(err.message) && err.cause === undefined,
+      )
+    }
+    assert.throws(() => parseConfigText('{"a"'), /config is not valid JSON at line 1, column 5$/)
     assert.equal(parseConfigText('{"node":{"log_level":"warn"}}').node.log_level, 'warn')
   })
 
