@@ -12,6 +12,12 @@ import {
   writeFileAtomic,
 } from '@gate/core'
 
+export type ConfigPatch = Record<string, unknown>
+export interface UpdateResult {
+  config: Config
+  restartRequired: string[]
+}
+
 /** How long file events are gathered before the file is read again. @default 100 ms */
 const WATCH_DEBOUNCE_MS = 100
 
@@ -33,6 +39,8 @@ export class ConfigManager {
   #text = ''
   #watcher: FSWatcher | undefined
   #timer: NodeJS.Timeout | undefined
+  /** Updates and reloads, one at a time. */
+  #queue: Promise<unknown> = Promise.resolve()
   readonly #init: ConfigManagerInit
   /** Fields changed since start that only a restart applies. */
   readonly restartRequired = new Set<string>()
@@ -64,7 +72,7 @@ export class ConfigManager {
     this.#watcher = watch(dirname(this.path), (_event, name) => {
       if (name !== null && name !== basename(this.path)) return
       clearTimeout(this.#timer)
-      this.#timer = setTimeout(() => void this.#reload(), WATCH_DEBOUNCE_MS)
+      this.#timer = setTimeout(() => void this.#serially(() => this.#reload()), WATCH_DEBOUNCE_MS)
     })
   }
 
@@ -85,8 +93,26 @@ export class ConfigManager {
     }
   }
 
-  /** Deep-merges `patch` into the file's config, validates, writes atomically and applies it. */
-  async update(patch: Record<string, unknown>): Promise<{ config: Config; restartRequired: string[] }> {
+  /**
+   * Deep-merges a patch into the file's config, validates, writes atomically and applies it.
+   * Updates run one at a time, and a patch given as a function is made from the config as it is
+   * when its turn comes (`undefined`: nothing to change), so that concurrent read-modify-write
+   * updates, such as two peers added at once, do not undo each other.
+   */
+  update(patch: ConfigPatch | ((config: Config) => ConfigPatch | undefined)): Promise<UpdateResult> {
+    return this.#serially(() => this.#update(typeof patch === 'function' ? patch(this.#config) : patch))
+  }
+
+  #serially<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(task)
+    this.#queue = run.catch(() => {})
+    return run
+  }
+
+  async #update(patch: ConfigPatch | undefined): Promise<UpdateResult> {
+    if (patch === undefined) return { config: this.#config, restartRequired: [...this.restartRequired] }
+    // A file edited into an invalid state is not overwritten: its author is told to fix it first.
+    parseConfigText(this.#text)
     const current = JSON.parse(this.#text) as Record<string, unknown>
     const merged = mergeConfig(current, patch)
     const next = parseConfig(merged)

@@ -122,6 +122,8 @@ export class Daemon {
       path: this.paths.identity,
       keyring: this.#init.keyring === undefined ? createOsKeyring() : this.#init.keyring,
       passphrase: this.#init.passphrase ?? process.env.GATE_PASSPHRASE,
+      // A key saved over RPC without a keyring or passphrase is stored in the clear: say so.
+      onWarning: (msg) => this.logger.warn(msg),
     }
   }
 

@@ -472,9 +472,11 @@ async function readCache(path: string): Promise<Record<string, string[]>> {
 
 /** Adds a node to `network.trusted_peers` (saved, applied live) unless it is there already. */
 export async function addTrusted(config: ConfigManager, nodeId: string): Promise<void> {
-  const trusted = config.config.network.trusted_peers
-  if (trusted.some((entry) => safeNodeId(entry) === nodeId)) return
-  await config.update({ network: { trusted_peers: [...trusted, nodeId] } })
+  await config.update(({ network: { trusted_peers: trusted } }) =>
+    trusted.some((entry) => safeNodeId(entry) === nodeId)
+      ? undefined
+      : { network: { trusted_peers: [...trusted, nodeId] } },
+  )
 }
 
 export function safeNodeId(entry: string): string | undefined {

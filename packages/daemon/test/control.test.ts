@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { createRpcClient, RpcError } from '@gate/rpc'
 import { providerFor, startTestDaemon, type TestDaemon } from './utils/daemon.ts'
@@ -106,6 +108,31 @@ describe('control port', () => {
     const moved = await client.call('update_config', { config: { network: { http_port: 1 } } })
     assert.deepEqual(moved.restart_required, ['network.http_port'])
     assert.deepEqual((await client.call('node_status')).restart_required, ['network.http_port'])
+  })
+
+  it('applies concurrent config changes without losing any, and leaves a broken config.json alone', async () => {
+    await using engine = await startFakeEngine()
+    await using gate = await startTestDaemon()
+    const client = rpc(gate)
+    const names = ['p1', 'p2', 'p3', 'p4', 'p5']
+    await Promise.all(
+      names.map((name) => client.call('add_provider', { name, kind: 'openai', url: engine.url })),
+    )
+    const onDisk = JSON.parse(await readFile(join(gate.home, 'config.json'), 'utf8'))
+    assert.deepEqual(onDisk.providers.map((p: { name: string }) => p.name).sort(), names)
+    assert.deepEqual(gate.daemon.config.providers.map((p) => p.name).sort(), names)
+
+    // An edit that breaks the file: reported without quoting it, and not overwritten by updates.
+    const broken = '{"security": {"api_keys": [gk-SECRET-abc]}}\n'
+    await writeFile(join(gate.home, 'config.json'), broken)
+    const logs = async () => (await client.call('get_logs', { lines: 50, level: 'error' })).lines
+    await waitFor(async () => (await logs()).some((l) => /config is not valid JSON/.test(String(l.msg))))
+    assert.ok(!JSON.stringify(await logs()).includes('SECRET'), 'the log quotes none of the file')
+    await assert.rejects(
+      client.call('update_config', { config: { security: { max_concurrent_requests: 7 } } }),
+      (err: unknown) => err instanceof RpcError && /config is not valid JSON/.test(err.message),
+    )
+    assert.equal(await readFile(join(gate.home, 'config.json'), 'utf8'), broken)
   })
 
   it('adds and tests providers', async () => {
@@ -259,5 +286,24 @@ describe('control port', () => {
         return false
       }
     })
+  })
+
+  it('warns when a key saved over RPC can only be stored unencrypted', async () => {
+    const { GATE_PASSPHRASE, ...env } = process.env
+    process.env = env
+    try {
+      await using gate = await startTestDaemon({}, { passphrase: undefined })
+      const client = rpc(gate)
+      const warnings = async () =>
+        (await client.call('get_logs', { lines: 100, level: 'warn' })).lines.filter((l) =>
+          String(l.msg).includes('stored unencrypted'),
+        ).length
+      const before = await warnings()
+      await client.call('generate_keypair', { save: true })
+      await waitFor(async () => (await warnings()) === before + 1)
+    } finally {
+      process.env.GATE_PASSPHRASE = GATE_PASSPHRASE
+      if (GATE_PASSPHRASE === undefined) delete process.env.GATE_PASSPHRASE
+    }
   })
 })

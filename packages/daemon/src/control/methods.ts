@@ -99,7 +99,7 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
         throw new InvalidRequestError(`a provider named "${params.name}" already exists`, { param: 'name' })
       }
       const entry = ProviderConfigSchema.parse(params)
-      await config.update({ providers: [...config.config.providers, entry] })
+      await config.update(({ providers }) => ({ providers: [...providers, entry] }))
       const added = providers.get(entry.name)
       if (!added) throw new NotFoundError(`provider "${entry.name}" was not added`)
       await added.check()
@@ -149,11 +149,14 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
     remove_peer: async ({ node_id }) => {
       const { config, mesh } = running()
       const nodeId = parseNodeId(node_id)
-      const trusted = config.config.network.trusted_peers
-      const kept = trusted.filter((entry) => safeNodeId(entry) !== nodeId)
-      if (kept.length !== trusted.length) await config.update({ network: { trusted_peers: kept } })
+      let untrusted = false
+      await config.update(({ network: { trusted_peers: trusted } }) => {
+        const kept = trusted.filter((entry) => safeNodeId(entry) !== nodeId)
+        untrusted = kept.length !== trusted.length
+        return untrusted ? { network: { trusted_peers: kept } } : undefined
+      })
       const tracked = await mesh.peers.remove(nodeId)
-      return { removed: tracked || kept.length !== trusted.length }
+      return { removed: tracked || untrusted }
     },
     list_peers: async () => {
       const { mesh } = running()

@@ -20,7 +20,7 @@ export interface TestDaemon extends AsyncDisposable {
 /** Starts a daemon in a fresh temp data dir on random loopback ports; dispose stops it and removes the dir. */
 export async function startTestDaemon(
   config: ConfigInput = {},
-  init: { shutdownGraceMs?: number } = {},
+  init: { shutdownGraceMs?: number; passphrase?: string | undefined } = {},
 ): Promise<TestDaemon> {
   const home = await mkdtemp(join(tmpdir(), 'gate-test-'))
   await mkdir(home, { recursive: true })
@@ -29,10 +29,12 @@ export async function startTestDaemon(
     network: { http_port: 0, control_port: 0, p2p_port: 0, p2p_host: '127.0.0.1', ...config.network },
   }
   await writeFile(join(home, 'config.json'), JSON.stringify(full, null, 2))
+  const passphrase = 'passphrase' in init ? init.passphrase : 'test-passphrase'
   const daemon = createDaemon({
     home,
     keyring: null,
-    passphrase: 'test-passphrase',
+    // `passphrase: undefined`: none, as on a machine without GATE_PASSPHRASE.
+    ...(passphrase === undefined ? {} : { passphrase }),
     shutdownGraceMs: init.shutdownGraceMs ?? 2000,
   })
   await daemon.start()
