@@ -25,7 +25,7 @@ export interface ConfigManagerInit {
   path: string
   /** Called after a valid new config took effect, from the file or from `update`. */
   onChange: (next: Config, previous: Config, restartRequired: string[]) => void | Promise<void>
-  /** Called when the file changed but does not validate; the current config stays. */
+  /** Called when the file changed but does not validate, or could not be applied. */
   onInvalid: (error: ConfigError) => void
 }
 
@@ -72,7 +72,13 @@ export class ConfigManager {
     this.#watcher = watch(dirname(this.path), (_event, name) => {
       if (name !== null && name !== basename(this.path)) return
       clearTimeout(this.#timer)
-      this.#timer = setTimeout(() => void this.#serially(() => this.#reload()), WATCH_DEBOUNCE_MS)
+      this.#timer = setTimeout(() => {
+        this.#serially(() => this.#reload()).catch((err: unknown) =>
+          this.#init.onInvalid(
+            new ConfigError([`cannot apply the changed config: ${(err as Error).message}`]),
+          ),
+        )
+      }, WATCH_DEBOUNCE_MS)
     })
   }
 
