@@ -20,6 +20,23 @@ async function post(gate: TestDaemon, body: string, headers: Record<string, stri
   return { status: res.status, body: res.status === 204 ? null : await res.json() }
 }
 
+/** Collects `/events` from the moment the subscription is greeted until `stop`. */
+async function subscribe(client: ReturnType<typeof rpc>) {
+  const controller = new AbortController()
+  const seen: Array<{ event: string; data: unknown }> = []
+  const listening = (async () => {
+    for await (const e of client.events({ signal: controller.signal })) seen.push(e)
+  })().catch(() => {})
+  await waitFor(() => seen.some((e) => e.event === 'hello'))
+  return {
+    seen,
+    stop: async () => {
+      controller.abort()
+      await listening
+    },
+  }
+}
+
 describe('control port', () => {
   it('requires the control token and refuses foreign Hosts and Origins', async () => {
     await using gate = await startTestDaemon()
@@ -166,19 +183,13 @@ describe('control port', () => {
     await using engine = await startFakeEngine()
     await using gate = await startTestDaemon({ providers: [providerFor('a', engine)] })
     const client = rpc(gate)
-    const controller = new AbortController()
-    const seen: Array<{ event: string; data: unknown }> = []
-    const listening = (async () => {
-      for await (const e of client.events({ signal: controller.signal })) seen.push(e)
-    })().catch(() => {})
-    await waitFor(() => seen.some((e) => e.event === 'hello'))
+    const { seen, stop } = await subscribe(client)
     await gate.client.chat.completions.create({
       model: 'llama3.2:1b',
       messages: [{ role: 'user', content: 'count me' }],
     })
     await waitFor(() => seen.some((e) => e.event === 'request'))
-    controller.abort()
-    await listening
+    await stop()
     const metrics = await client.call('get_metrics')
     assert.equal(metrics.requests.total, 1)
     assert.equal(metrics.requests.by_status['200'], 1)
@@ -211,12 +222,7 @@ describe('control port', () => {
     stalled.write(
       `GET /events HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\nauthorization: Bearer ${gate.token}\r\n\r\n`,
     )
-    const controller = new AbortController()
-    const seen: Array<{ event: string; data: unknown }> = []
-    const listening = (async () => {
-      for await (const e of client.events({ signal: controller.signal })) seen.push(e)
-    })().catch(() => {})
-    await waitFor(() => seen.some((e) => e.event === 'hello'))
+    const { seen, stop } = await subscribe(client)
     const dropped = () =>
       seen.some(
         (e) => e.event === 'log' && /events subscriber/.test(String((e.data as { msg?: unknown }).msg)),
@@ -238,8 +244,7 @@ describe('control port', () => {
     await waitFor(() => stalledClosed, { label: 'the daemon closed the stalled stream' })
     gate.daemon.events.emit('after', { ok: true })
     await waitFor(() => seen.some((e) => e.event === 'after'), { label: 'the reader still gets events' })
-    controller.abort()
-    await listening
+    await stop()
     assert.equal((await client.call('node_status')).node_id, gate.daemon.nodeId)
   })
 
