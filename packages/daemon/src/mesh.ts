@@ -87,25 +87,18 @@ export class Mesh {
       )
     await node.handle(
       HTTP_PROTOCOL,
-      httpStreamHandler(
-        (request, response) =>
-          init.serve(request, response, peerIdToNodeId(request.connection.remotePeer.toString())),
-        {
-          maxBodyBytes: security.max_body_bytes,
-          onProtocolError,
-          refuse: (connection) => mesh.#refuse(peerIdToNodeId(connection.remotePeer.toString())),
-        },
-      ),
+      httpStreamHandler((request, response) => init.serve(request, response, nodeIdOf(request.connection)), {
+        maxBodyBytes: security.max_body_bytes,
+        onProtocolError,
+        refuse: (connection) => mesh.#refuse(nodeIdOf(connection)),
+      }),
       STREAM_LIMITS,
     )
     await node.handle(
       CONTROL_PROTOCOL,
-      controlStreamHandler(
-        (payload, connection) => mesh.peers.answer(payload, peerIdToNodeId(connection.remotePeer.toString())),
-        {
-          onProtocolError,
-        },
-      ),
+      controlStreamHandler((payload, connection) => mesh.peers.answer(payload, nodeIdOf(connection)), {
+        onProtocolError,
+      }),
     )
     await mesh.peers.start()
     return mesh
@@ -172,4 +165,16 @@ export class Mesh {
     await this.peers.flush()
     await this.node.stop()
   }
+}
+
+/** Node IDs of connections' remote peers, each worked out once (from the PeerId's key), not per stream. */
+const nodeIds = new WeakMap<Connection, string>()
+
+function nodeIdOf(connection: Connection): string {
+  let nodeId = nodeIds.get(connection)
+  if (nodeId === undefined) {
+    nodeId = peerIdToNodeId(connection.remotePeer.toString())
+    nodeIds.set(connection, nodeId)
+  }
+  return nodeId
 }
