@@ -10,5 +10,12 @@
 import module from 'node:module'
 
 module.enableCompileCache()
+const [command, ...rest] = process.argv.slice(2)
+// A foreground daemon starts over with its malloc settings before its code loads; a background
+// one is given them by the command that starts it.
+if (command === 'daemon' && !rest.includes('--background')) {
+  const { restartWithMallocTunables } = await import('./malloc.ts')
+  restartWithMallocTunables()
+}
 const { main } = await import('./main.ts')
 process.exitCode = await main(process.argv)

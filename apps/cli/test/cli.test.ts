@@ -155,6 +155,15 @@ describe('gate CLI without a daemon', () => {
   })
 })
 
+/**
+ * The GLIBC_TUNABLES a process started with, as /proc shows it: glibc cuts the value there down
+ * to its first setting as it parses it.
+ */
+async function startedWithTunables(pid: number): Promise<string | undefined> {
+  const environ = await readFile(`/proc/${pid}/environ`, 'utf8')
+  return environ.split('\0').find((v) => v.startsWith('GLIBC_TUNABLES='))
+}
+
 describe('gate CLI with a daemon', () => {
   it('starts in the background, reports status, changes config live, shows logs and stops', async () => {
     await using gate = await gateHome()
@@ -176,6 +185,8 @@ describe('gate CLI with a daemon', () => {
     assert.equal(status.node_id, identity.node_id)
     assert.match(identity.peer_id, /^12D3KooW/)
     assert.deepEqual(status.provider_list, [])
+    if (process.platform === 'linux')
+      assert.equal(await startedWithTunables(status.pid), 'GLIBC_TUNABLES=glibc.malloc.arena_max=2')
 
     const provider = JSON.stringify([{ name: 'engine', kind: 'openai', url: engine.url }])
     const set = await gate.run(['config', 'set', 'providers', provider])
@@ -265,6 +276,28 @@ describe('gate CLI with a daemon', () => {
       await reading
     } finally {
       busy.kill('SIGKILL')
+    }
+  })
+
+  it('runs a foreground daemon with glibc malloc settings, in the process it was started as', {
+    skip: process.platform !== 'linux',
+  }, async () => {
+    await using gate = await gateHome()
+    for (const [given, expected] of [
+      [undefined, 'GLIBC_TUNABLES=glibc.malloc.arena_max=2'],
+      ['glibc.malloc.arena_max=4', 'GLIBC_TUNABLES=glibc.malloc.arena_max=4'],
+    ] as const) {
+      const daemon = gate.spawn(['daemon'], { env: { GLIBC_TUNABLES: given } })
+      try {
+        await waitForOutput(daemon, /gate daemon ready/)
+        assert.equal(await startedWithTunables(daemon.pid as number), expected)
+        const status = JSON.parse((await gate.run(['status', '--json'])).stdout)
+        assert.equal(status.pid, daemon.pid)
+        daemon.kill('SIGTERM')
+        assert.deepEqual(await exited(daemon), { code: 0, signal: null })
+      } finally {
+        daemon.kill('SIGKILL')
+      }
     }
   })
 
