@@ -61,11 +61,7 @@ export async function sendRequest(
   signal?.addEventListener('abort', onAbort, { once: true })
   const done = () => signal?.removeEventListener('abort', onAbort)
   try {
-    await frames.writeAll([
-      { type: 'head', value: { ...request.head } },
-      { type: 'data', bytes: request.body },
-      { type: 'end' },
-    ])
+    await frames.writeAll(wholeMessage(request.head, request.body))
     const first = await frames.read(signal)
     if (first.type === 'error') throw new PeerStreamError(errorMessage(first))
     if (first.type !== 'head') throw new ProtocolError(`expected a response head, got a ${first.type} frame`)
@@ -152,11 +148,7 @@ export function httpStreamHandler(
       const head = await readHead(frames, deadline)
       const refusal = options.refuse?.(connection)
       if (refusal) {
-        await frames.writeAll([
-          { type: 'head', value: { ...refusal.head } },
-          { type: 'data', bytes: refusal.body },
-          { type: 'end' },
-        ])
+        await frames.writeAll(wholeMessage(refusal.head, refusal.body))
         await readRequestBody(frames, options.maxBodyBytes, deadline, false)
         await stream.close().catch(() => {})
         return
@@ -191,11 +183,7 @@ export function httpStreamHandler(
       },
       whole: async (head, body) => {
         responded = true
-        await frames.writeAll([
-          { type: 'head', value: { ...head } },
-          { type: 'data', bytes: body },
-          { type: 'end' },
-        ])
+        await frames.writeAll(wholeMessage(head, body))
         await stream.close().catch(() => {})
       },
       error: async (message) => {
@@ -210,6 +198,11 @@ export function httpStreamHandler(
       fail(stream, err)
     }
   }
+}
+
+/** A whole request or response as frames (head, body, end), for one write. */
+function wholeMessage(head: RequestHead | ResponseHead, body: Uint8Array): Frame[] {
+  return [{ type: 'head', value: { ...head } }, { type: 'data', bytes: body }, { type: 'end' }]
 }
 
 async function readHead(frames: FrameStream, signal: AbortSignal): Promise<RequestHead> {
