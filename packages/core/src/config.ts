@@ -145,8 +145,15 @@ function formatIssue(issue: z.core.$ZodIssue): string {
   return `${field}: ${issue.message}, got ${describeInput(issue.path, 'input' in issue ? issue.input : undefined)}`
 }
 
-/** Fields whose values are secrets, at any depth: the same names the daemon's logger redacts. */
-const SECRET_FIELDS = new Set(['api_key', 'api_keys', 'token', 'private_key', 'passphrase', 'authorization'])
+/** Fields whose values are secrets, at any depth: never shown in messages, redacted in the daemon's log. */
+export const SECRET_FIELDS: ReadonlySet<string> = new Set([
+  'api_key',
+  'api_keys',
+  'token',
+  'private_key',
+  'passphrase',
+  'authorization',
+])
 
 /** Longest `got …` value shown. */
 const MAX_INPUT_CHARS = 60

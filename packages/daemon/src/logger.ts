@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream'
-import type { LogLevel } from '@gate/core'
+import { type LogLevel, SECRET_FIELDS } from '@gate/core'
 import { type DestinationStream, type Logger, multistream, pino, destination as pinoDestination } from 'pino'
 import pretty, { prettyFactory } from 'pino-pretty'
 
@@ -15,20 +15,9 @@ export interface LoggerInit {
 
 /** Anything that could carry a secret, wherever it appears in a log object. */
 const REDACT = [
-  'authorization',
+  ...[...SECRET_FIELDS].flatMap((field) => [field, `*.${field}`]),
   'headers.authorization',
-  '*.authorization',
   '*.headers.authorization',
-  'api_key',
-  '*.api_key',
-  'api_keys',
-  '*.api_keys',
-  'token',
-  '*.token',
-  'private_key',
-  '*.private_key',
-  'passphrase',
-  '*.passphrase',
 ]
 
 /** The options of the readable form, shared by the daemon's terminal output and `gate logs`. */
