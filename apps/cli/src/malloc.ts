@@ -7,6 +7,11 @@
  */
 export const MALLOC_TUNABLES = 'glibc.malloc.arena_max=2:glibc.malloc.trim_threshold=65536'
 
+/** `env` with `MALLOC_TUNABLES`, unless it has a `GLIBC_TUNABLES` of its own. */
+export function withMallocTunables(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return { ...env, GLIBC_TUNABLES: env.GLIBC_TUNABLES ?? MALLOC_TUNABLES }
+}
+
 /**
  * Starts this process over with `MALLOC_TUNABLES`, in place (same PID, same open files), unless
  * `GLIBC_TUNABLES` is set already, by the user or by this: glibc reads it only as a process
@@ -14,8 +19,6 @@ export const MALLOC_TUNABLES = 'glibc.malloc.arena_max=2:glibc.malloc.trim_thres
  */
 export function restartWithMallocTunables(): void {
   if (process.platform !== 'linux' || process.env.GLIBC_TUNABLES !== undefined || !process.execve) return
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
-    ...process.env,
-    GLIBC_TUNABLES: MALLOC_TUNABLES,
-  })
+  const args = [process.execPath, ...process.execArgv, ...process.argv.slice(1)]
+  process.execve(process.execPath, args, withMallocTunables(process.env))
 }
