@@ -239,6 +239,64 @@ describe('local API', () => {
     await waitFor(() => engine.aborted === 1, { label: 'the engine saw the abort' })
   })
 
+  it('frees the place of each request that leaves, in whatever order they leave', async () => {
+    await using engine = await startFakeEngine()
+    const gate = await startTestDaemon(
+      { providers: [providerFor('a', engine)], security: { max_concurrent_requests: 3 } },
+      { shutdownGraceMs: 100 },
+    )
+    /** Requests and streams in flight, as /metrics counts them. */
+    const inflight = async () => {
+      const text = await (await fetch(`${gate.controlUrl}/metrics`)).text()
+      const gauge = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(text)?.[1])
+      return [gauge('gate_active_requests'), gauge('gate_active_streams')]
+    }
+    const refused = async () =>
+      (
+        await raw(gate.url, {
+          method: 'POST',
+          path: '/v1/chat/completions',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(chat('x')),
+        })
+      ).status === 429
+    engine.fail = 'hang'
+    const clients: AbortController[] = []
+    const calls: Promise<unknown>[] = []
+    /** Starts requests that hang at the engine, streaming or not. */
+    const start = async (...streams: boolean[]) => {
+      for (const stream of streams) {
+        const client = new AbortController()
+        clients.push(client)
+        calls.push(
+          gate.client.chat.completions
+            .create({ ...chat('slow'), stream }, { signal: client.signal, maxRetries: 0 })
+            .catch(() => {}),
+        )
+      }
+      await waitFor(() => engine.requests.filter((r) => r.method === 'POST').length === clients.length)
+    }
+    const leave = async (i: number, left: number[]) => {
+      clients[i]?.abort()
+      await calls[i]
+      await waitFor(async () => String(await inflight()) === String(left), { label: `${left} in flight` })
+    }
+    await start(false, true, false)
+    assert.deepEqual(await inflight(), [3, 1])
+    assert.ok(await refused(), 'a fourth is refused at the cap')
+    // The middle one leaves, then the first: each frees its own place, no other.
+    await leave(1, [2, 0])
+    await leave(0, [1, 0])
+    await start(true, true)
+    assert.deepEqual(await inflight(), [3, 2])
+    assert.ok(await refused(), 'the cap holds once the places are taken again')
+    await leave(3, [2, 1])
+    // Stopping cancels the two still in flight: it finds them among those in flight.
+    await gate[Symbol.asyncDispose]()
+    await Promise.all(calls)
+    await waitFor(() => engine.aborted === 5, { label: 'the engine saw every request aborted' })
+  })
+
   it('requires an API key for relayed requests (401) and accepts a configured one', async () => {
     await using engine = await startFakeEngine()
     await using gate = await startTestDaemon({

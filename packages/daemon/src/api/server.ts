@@ -107,6 +107,8 @@ interface Exchange {
   complete: boolean
   /** Its record is made: once, though a client leaving mid-body both closes and fails it. */
   recorded: boolean
+  /** Its index in the server's requests in flight, or -1. */
+  slot: number
 }
 
 /**
@@ -116,9 +118,14 @@ interface Exchange {
 export class ApiServer {
   readonly #c: ApiComponents
   readonly #server: Server
-  readonly #inflight = new Set<Exchange>()
+  /**
+   * Requests in flight, each at its `slot`. Not a Set: a long-lived Set that every request passes
+   * through kept them all alive through young-generation collections (V8 links each hash table
+   * a Set outgrows to its replacement, so an old table holds on to the newer ones). Under load
+   * that moved about 5 KB per request into the old generation.
+   */
+  readonly #inflight: Exchange[] = []
   readonly #peerLimits = new RateLimiter()
-  #active = 0
 
   constructor(components: ApiComponents) {
     this.#c = components
@@ -146,7 +153,7 @@ export class ApiServer {
   }
 
   get active(): number {
-    return this.#active
+    return this.#inflight.length
   }
 
   /** Streaming responses in flight. */
@@ -166,8 +173,8 @@ export class ApiServer {
     )
     this.#server.closeIdleConnections()
     const deadline = Date.now() + graceMs
-    while (this.#inflight.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
-    for (const ex of this.#inflight) ex.res.destroy()
+    while (this.#inflight.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    for (const ex of [...this.#inflight]) ex.res.destroy()
     this.#server.closeAllConnections()
     await closed
   }
@@ -197,6 +204,7 @@ export class ApiServer {
       forwarded: Promise.resolve(),
       complete: false,
       recorded: false,
+      slot: -1,
     }
     this.#route(ex, source, peer).catch((err: unknown) => this.#fail(ex, toGateError(err)))
   }
@@ -251,14 +259,12 @@ export class ApiServer {
       const wait = this.#peerLimits.take(peer, per_peer_rps, burst)
       if (wait > 0) throw new RateLimitedError(`node ${peer} is over its rate limit`, Math.ceil(wait))
     }
-    if (this.#active >= config.security.max_concurrent_requests) {
+    if (this.#inflight.length >= config.security.max_concurrent_requests) {
       throw new RateLimitedError('too many requests in flight: retry shortly', RETRY_AFTER_SECONDS)
     }
-    this.#active++
-    this.#inflight.add(ex)
+    ex.slot = this.#inflight.push(ex) - 1
     res.once('close', () => {
-      this.#active--
-      this.#inflight.delete(ex)
+      this.#settle(ex)
       // Recorded once the forward has settled and stored its outcome (its continuation was registered first).
       void ex.forwarded.then(() => this.#record(ex))
     })
@@ -355,6 +361,16 @@ export class ApiServer {
     if (!result.sent && !clientGone(ex.res)) sendError(ex.res, result.error as GateError, ex.headers)
   }
 
+  /** Takes `ex` out of the requests in flight: the last one moves into its slot. */
+  #settle(ex: Exchange): void {
+    const last = this.#inflight.pop() as Exchange
+    if (last !== ex) {
+      this.#inflight[ex.slot] = last
+      last.slot = ex.slot
+    }
+    ex.slot = -1
+  }
+
   #fail(ex: Exchange, err: GateError): void {
     ex.error = err.message
     // A client that went away (mid-body, say) is a 499, not a failure of ours.
@@ -362,7 +378,7 @@ export class ApiServer {
       this.#c.logger.error({ err: err.cause, id: ex.id }, 'request failed')
     if (err instanceof PayloadTooLargeError) ex.res.setHeader('connection', 'close')
     sendError(ex.res, err, ex.headers)
-    if (this.#inflight.has(ex)) return // recorded when its response closes (#forward)
+    if (ex.slot >= 0) return // recorded when its response closes (#forward)
     // Recorded once the answer has gone out, so that its status counts as sent (not as 499).
     if (ex.res.destroyed || ex.res.writableFinished) this.#record(ex)
     else ex.res.once('close', () => this.#record(ex))
