@@ -89,7 +89,20 @@ export async function createP2PNode(init: P2PNodeInit): Promise<GateLibp2p> {
   })
 }
 
+/**
+ * PeerIds by node ID, each worked out once (a base32 decode, then a base58 encode and decode):
+ * requests to a peer ask for its PeerId each time. Emptied when full, so it stays small.
+ */
+const peerIds = new Map<string, PeerId>()
+const PEER_ID_CACHE_SIZE = 1024
+
 /** The libp2p PeerId of a node ID. */
 export function peerIdOf(nodeId: string): PeerId {
-  return peerIdFromString(nodeIdToPeerId(nodeId))
+  let peerId = peerIds.get(nodeId)
+  if (peerId === undefined) {
+    peerId = peerIdFromString(nodeIdToPeerId(nodeId))
+    if (peerIds.size >= PEER_ID_CACHE_SIZE) peerIds.clear()
+    peerIds.set(nodeId, peerId)
+  }
+  return peerId
 }

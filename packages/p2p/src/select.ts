@@ -12,11 +12,24 @@ import type { Connection, Stream, StreamMuxer } from '@libp2p/interface'
  */
 const MULTISTREAM = '/multistream/1.0.0'
 
+/** Selection bytes by protocol: Gate has a fixed few, and streams only read them. */
+const selections = new Map<string, Uint8Array>()
+
 /**
  * The bytes that select `protocol`: multistream-select's header and the protocol, each a
  * length-prefixed line. A listener that speaks the protocol answers with the same bytes.
+ * Made once per protocol; the caller must not change them.
  */
 export function selectionBytes(protocol: string): Uint8Array {
+  let bytes = selections.get(protocol)
+  if (bytes === undefined) {
+    bytes = encodeSelection(protocol)
+    selections.set(protocol, bytes)
+  }
+  return bytes
+}
+
+function encodeSelection(protocol: string): Uint8Array {
   const lines = [`${MULTISTREAM}\n`, `${protocol}\n`].map((line) => new TextEncoder().encode(line))
   const out: number[] = []
   for (const line of lines) {
