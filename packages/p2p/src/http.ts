@@ -143,8 +143,17 @@ export function httpStreamHandler(
     const frames = new FrameStream(stream)
     const gone = new AbortController()
     let request: { head: RequestHead; body: Uint8Array }
+    // A timer of our own, not AbortSignal.timeout(): node keeps every timeout signal that has a
+    // listener in one long-lived Set, and a Set that each request passes through keeps them all,
+    // with what their listeners hold, alive through young-generation collections.
+    const readTimeoutMs = options.requestTimeoutMs ?? REQUEST_READ_TIMEOUT_MS
+    const late = new AbortController()
+    const timer = setTimeout(
+      () => late.abort(new ProtocolError(`the request did not arrive within ${readTimeoutMs} ms`)),
+      readTimeoutMs,
+    )
+    const deadline = late.signal
     try {
-      const deadline = AbortSignal.timeout(options.requestTimeoutMs ?? REQUEST_READ_TIMEOUT_MS)
       const head = await readHead(frames, deadline)
       const refusal = options.refuse?.(connection)
       if (refusal) {
@@ -158,6 +167,8 @@ export function httpStreamHandler(
       options.onProtocolError?.(err as Error, connection)
       fail(stream, err)
       return
+    } finally {
+      clearTimeout(timer)
     }
     let responded = false
     // The requester keeps its side open until the response ends: anything else that arrives

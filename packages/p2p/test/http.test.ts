@@ -191,6 +191,10 @@ for (const transport of TRANSPORTS) {
       assert.equal(broken.length, cases.length, broken.join('; '))
       assert.ok(broken.some((m) => /over the .*cap/.test(m)))
       assert.ok(broken.some((m) => /unknown frame type 9/.test(m)))
+      assert.ok(
+        broken.some((m) => /did not arrive within 500 ms/.test(m)),
+        'the stalled ones time out',
+      )
       // The same connection still carries a good exchange.
       const stream = await connection.newStream(HTTP_PROTOCOL, { signal: timeout() })
       const response = await sendRequest(stream, { head: HEAD, body: encoder.encode('{}') }, timeout())
