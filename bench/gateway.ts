@@ -7,7 +7,7 @@
  * - the daemon's resident memory when idle.
  *
  * Needs `wrk` and `nginx` (`apt-get install -y nginx wrk`). BENCH_DURATION sets seconds per wrk
- * run (default 5). Everything binds to 127.0.0.1 on random ports and is stopped at the end.
+ * run (default 5), BENCH_ROUNDS the runs per target whose medians are shown (default 3). Everything binds to 127.0.0.1 on random ports and is stopped at the end.
  */
 import { spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -21,6 +21,7 @@ import {
   GATE_BIN,
   type LoadResult,
   MODEL,
+  median,
   printTable,
   requireTools,
   rssMb,
@@ -40,6 +41,9 @@ import {
  * enough for its idle trim, which comes at most two intervals after the last request.
  */
 const IDLE_SETTLE_MS = 2 * IDLE_TRIM_MS + 2000
+
+/** wrk runs per target and concurrency; the table shows their medians. */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 
 type Target = 'direct' | 'nginx' | 'gate'
 const TARGETS: Target[] = ['direct', 'nginx', 'gate']
@@ -70,12 +74,20 @@ async function main(): Promise<void> {
     const script = await writeWrkScript(dir)
     const load: Record<string, Record<Target, LoadResult>> = {}
     for (const connections of [1, 64]) {
-      const row = {} as Record<Target, LoadResult>
-      for (const target of TARGETS) {
-        process.stderr.write(`wrk c=${connections} → ${target}…\n`)
-        row[target] = await wrk(`${urls[target]}/v1/chat/completions`, script, connections)
+      const runs = { direct: [], nginx: [], gate: [] } as Record<Target, LoadResult[]>
+      // Rounds of all three in turn, each round starting with the next target: a slow spell of
+      // this shared machine then lands on every target, not on whichever ran during it.
+      for (let round = 0; round < ROUNDS; round++) {
+        for (let i = 0; i < TARGETS.length; i++) {
+          const target = TARGETS[(round + i) % TARGETS.length] as Target
+          process.stderr.write(`wrk c=${connections} → ${target} (round ${round + 1}/${ROUNDS})…\n`)
+          runs[target].push(await wrk(`${urls[target]}/v1/chat/completions`, script, connections))
+        }
       }
-      load[`c=${connections}`] = row
+      load[`c=${connections}`] = Object.fromEntries(TARGETS.map((t) => [t, medianLoad(runs[t])])) as Record<
+        Target,
+        LoadResult
+      >
     }
     const streams = {} as Record<Target, StreamResult>
     for (const target of TARGETS) {
@@ -183,6 +195,16 @@ function report(
   ]
   console.log('\ngoals:')
   for (const [label, met] of goals) console.log(`  ${met ? '✓' : '✗'} ${label}`)
+}
+
+/** The median of each figure over several runs; errors added up. */
+function medianLoad(runs: LoadResult[]): LoadResult {
+  return {
+    rps: median(runs.map((r) => r.rps)),
+    p50: median(runs.map((r) => r.p50)),
+    p99: median(runs.map((r) => r.p99)),
+    errors: runs.reduce((sum, r) => sum + r.errors, 0),
+  }
 }
 
 type Rss = Awaited<ReturnType<typeof rssMb>>
