@@ -120,9 +120,9 @@ export class ApiServer {
   readonly #server: Server
   /**
    * Requests in flight, each at its `slot`. Not a Set: a long-lived Set that every request passes
-   * through kept them all alive through young-generation collections (V8 links each hash table
-   * a Set outgrows to its replacement, so an old table holds on to the newer ones). Under load
-   * that moved about 5 KB per request into the old generation.
+   * through kept them all alive through young-generation collections (V8 links each hash table a
+   * Set replaces, as it grows or sheds deleted entries, to its successor, so an old table holds on
+   * to the newer ones). Under load that moved about 5 KB per request into the old generation.
    */
   readonly #inflight: Exchange[] = []
   readonly #peerLimits = new RateLimiter()
