@@ -21,8 +21,9 @@ import {
   GATE_BIN,
   type LoadResult,
   MODEL,
-  median,
+  medianLoad,
   printTable,
+  ROUNDS,
   requireTools,
   rssMb,
   run,
@@ -41,9 +42,6 @@ import {
  * enough for its idle trim, which comes at most two intervals after the last request.
  */
 const IDLE_SETTLE_MS = 2 * IDLE_TRIM_MS + 2000
-
-/** wrk runs per target and concurrency; the table shows their medians. */
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 
 type Target = 'direct' | 'nginx' | 'gate'
 const TARGETS: Target[] = ['direct', 'nginx', 'gate']
@@ -195,16 +193,6 @@ function report(
   ]
   console.log('\ngoals:')
   for (const [label, met] of goals) console.log(`  ${met ? '✓' : '✗'} ${label}`)
-}
-
-/** The median of each figure over several runs; errors added up. */
-function medianLoad(runs: LoadResult[]): LoadResult {
-  return {
-    rps: median(runs.map((r) => r.rps)),
-    p50: median(runs.map((r) => r.p50)),
-    p99: median(runs.map((r) => r.p99)),
-    errors: runs.reduce((sum, r) => sum + r.errors, 0),
-  }
 }
 
 type Rss = Awaited<ReturnType<typeof rssMb>>

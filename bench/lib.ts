@@ -228,6 +228,19 @@ export async function streamTimes(base: string, headers: Record<string, string> 
   return { ttfb: median(ttfb), total: median(total) }
 }
 
+/** Load runs per target and concurrency in the benchmarks; their tables show the medians. */
+export const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+
+/** The median of each figure over several runs; errors added up. */
+export function medianLoad(runs: LoadResult[]): LoadResult {
+  return {
+    rps: median(runs.map((r) => r.rps)),
+    p50: median(runs.map((r) => r.p50)),
+    p99: median(runs.map((r) => r.p99)),
+    errors: runs.reduce((sum, r) => sum + r.errors, 0),
+  }
+}
+
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.floor(sorted.length / 2)] as number

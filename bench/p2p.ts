@@ -3,7 +3,8 @@
  * and through node A (`X-Target-Node: B`), over QUIC and over TCP, in one run: requests/s and
  * p50/p99 at concurrency 1 and 64 (wrk), and a 50-chunk stream's time to first byte. The anchor
  * is a bare libp2p request/response (a new stream, ~600 B each way) on the same transport,
- * measured here too: what libp2p itself costs per exchange. Then single-stream throughput (256 MB
+ * measured here too: what libp2p itself costs per exchange. Each of the three runs BENCH_ROUNDS
+ * times (default 3), in turn, and the table shows the medians. Then single-stream throughput (256 MB
  * one way) over a plain loopback TCP socket, a bare libp2p stream and a `/gate/http` response
  * body; and 1000 `/gate/http` exchanges open at once over one connection.
  *
@@ -31,7 +32,9 @@ import {
   type LoadResult,
   MODEL,
   median,
+  medianLoad,
   printTable,
+  ROUNDS,
   requireTools,
   startGate,
   streamTimes,
@@ -73,12 +76,24 @@ async function main(): Promise<void> {
         await a.rpc('add_peer', { node_id: b.nodeId, address: on(b) })
         await b.rpc('add_peer', { node_id: a.nodeId, address: on(a) })
         const via = { 'x-target-node': b.nodeId }
-        const bare = await bareExchange(transport)
+        await using bare = await bareExchange(transport)
         for (const c of [1, 64]) {
-          process.stderr.write(`${transport} c=${c}…\n`)
-          const direct = await wrk(`${b.url}/v1/chat/completions`, script, c)
-          const hop = await wrk(`${a.url}/v1/chat/completions`, script, c, via)
-          const anchor = bare[c] as LoadResult
+          // Rounds of the three in turn, each round starting with the next: a slow spell of this
+          // shared machine then lands on all of them, not on whichever ran during it.
+          const runs: LoadResult[][] = [[], [], []]
+          const measure = [
+            () => wrk(`${b.url}/v1/chat/completions`, script, c),
+            () => wrk(`${a.url}/v1/chat/completions`, script, c, via),
+            () => bare.measure(c),
+          ]
+          for (let round = 0; round < ROUNDS; round++) {
+            process.stderr.write(`${transport} c=${c} (round ${round + 1}/${ROUNDS})…\n`)
+            for (let i = 0; i < measure.length; i++) {
+              const k = (round + i) % measure.length
+              runs[k]?.push(await (measure[k] as () => Promise<LoadResult>)())
+            }
+          }
+          const [direct, hop, anchor] = runs.map(medianLoad) as [LoadResult, LoadResult, LoadResult]
           if (hop.errors > 0 || direct.errors > 0)
             console.log(`errors at ${transport} c=${c}: direct ${direct.errors}, via A ${hop.errors}`)
           rows.push([
@@ -170,8 +185,14 @@ async function nodePair(transport: Transport) {
 }
 
 /** A bare libp2p exchange, a new stream each: ~600 B request, ~600 B answer; at c=1 and c=64. */
-async function bareExchange(transport: Transport): Promise<Record<number, LoadResult>> {
-  await using pair = await nodePair(transport)
+/**
+ * Two nodes answering a bare libp2p request/response; `measure(c)` runs it at concurrency `c` for
+ * DURATION_S after a one-second warm-up.
+ */
+async function bareExchange(
+  transport: Transport,
+): Promise<{ measure(c: number): Promise<LoadResult>; [Symbol.asyncDispose](): Promise<void> }> {
+  const pair = await nodePair(transport)
   const answer = new Uint8Array(EXCHANGE_BYTES)
   await pair.server.handle(
     ECHO,
@@ -193,8 +214,7 @@ async function bareExchange(transport: Transport): Promise<Record<number, LoadRe
     if ((await received) !== EXCHANGE_BYTES) throw new Error('short answer')
     return performance.now() - start
   }
-  const out: Record<number, LoadResult> = {}
-  for (const c of [1, 64]) {
+  const measure = async (c: number): Promise<LoadResult> => {
     for (const until = performance.now() + 1000; performance.now() < until; ) await one() // warm-up
     const latencies: number[] = []
     const end = performance.now() + DURATION_S * 1000
@@ -204,14 +224,14 @@ async function bareExchange(transport: Transport): Promise<Record<number, LoadRe
       }),
     )
     const sorted = latencies.sort((x, y) => x - y)
-    out[c] = {
+    return {
       rps: latencies.length / DURATION_S,
       p50: median(sorted),
       p99: sorted[Math.floor(sorted.length * 0.99)] as number,
       errors: 0,
     }
   }
-  return out
+  return { measure, [Symbol.asyncDispose]: () => pair[Symbol.asyncDispose]() }
 }
 
 /**
