@@ -230,6 +230,9 @@ export async function streamTimes(base: string, headers: Record<string, string> 
 
 /** Load runs per target and concurrency in the benchmarks; their tables show the medians. */
 export const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS % 2 === 0) {
+  throw new Error(`BENCH_ROUNDS must be an odd whole number (1, 3, 5…), got "${process.env.BENCH_ROUNDS}"`)
+}
 
 /** The median of each figure over several runs; errors added up. */
 export function medianLoad(runs: LoadResult[]): LoadResult {

@@ -184,10 +184,9 @@ async function nodePair(transport: Transport) {
   }
 }
 
-/** A bare libp2p exchange, a new stream each: ~600 B request, ~600 B answer; at c=1 and c=64. */
 /**
- * Two nodes answering a bare libp2p request/response; `measure(c)` runs it at concurrency `c` for
- * DURATION_S after a one-second warm-up.
+ * Two nodes answering a bare libp2p exchange, a new stream each (~600 B request, ~600 B answer);
+ * `measure(c)` runs it at concurrency `c` for DURATION_S after a one-second warm-up.
  */
 async function bareExchange(
   transport: Transport,

@@ -151,7 +151,7 @@ export function httpStreamHandler(
     const timer = setTimeout(
       () => late.abort(new ProtocolError(`the request did not arrive within ${readTimeoutMs} ms`)),
       readTimeoutMs,
-    )
+    ).unref()
     const deadline = late.signal
     try {
       const head = await readHead(frames, deadline)

@@ -363,6 +363,7 @@ export class ApiServer {
 
   /** Takes `ex` out of the requests in flight: the last one moves into its slot. */
   #settle(ex: Exchange): void {
+    if (ex.slot < 0) return
     const last = this.#inflight.pop() as Exchange
     if (last !== ex) {
       this.#inflight[ex.slot] = last
