@@ -7,7 +7,8 @@
  * - the daemon's resident memory when idle.
  *
  * Needs `wrk` and `nginx` (`apt-get install -y nginx wrk`). BENCH_DURATION sets seconds per wrk
- * run (default 5), BENCH_ROUNDS the runs per target whose medians are shown (default 3). Everything binds to 127.0.0.1 on random ports and is stopped at the end.
+ * run (default 5), BENCH_ROUNDS the runs per target whose medians are shown (default 3).
+ * Everything binds to 127.0.0.1 on random ports and is stopped at the end.
  */
 import { spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'

@@ -4,9 +4,9 @@
  * p50/p99 at concurrency 1 and 64 (wrk), and a 50-chunk stream's time to first byte. The anchor
  * is a bare libp2p request/response (a new stream, ~600 B each way) on the same transport,
  * measured here too: what libp2p itself costs per exchange. Each of the three runs BENCH_ROUNDS
- * times (default 3), in turn, and the table shows the medians. Then single-stream throughput (256 MB
- * one way) over a plain loopback TCP socket, a bare libp2p stream and a `/gate/http` response
- * body; and 1000 `/gate/http` exchanges open at once over one connection.
+ * times (default 3), in turn, and the table shows the medians. Then single-stream throughput
+ * (256 MB one way) over a plain loopback TCP socket, a bare libp2p stream and a `/gate/http`
+ * response body; and 1000 `/gate/http` exchanges open at once over one connection.
  *
  * Needs `wrk`. Everything binds to 127.0.0.1 on random ports and is stopped at the end.
  */
