@@ -20,11 +20,10 @@ import { startFakeEngine } from '../packages/daemon/test/utils/fake-engine.ts'
 import {
   freePort,
   GATE_BIN,
+  interleaved,
   type LoadResult,
   MODEL,
-  medianLoad,
   printTable,
-  ROUNDS,
   requireTools,
   rssMb,
   run,
@@ -73,17 +72,11 @@ async function main(): Promise<void> {
     const script = await writeWrkScript(dir)
     const load: Record<string, Record<Target, LoadResult>> = {}
     for (const connections of [1, 64]) {
-      const runs = { direct: [], nginx: [], gate: [] } as Record<Target, LoadResult[]>
-      // Rounds of all three in turn, each round starting with the next target: a slow spell of
-      // this shared machine then lands on every target, not on whichever ran during it.
-      for (let round = 0; round < ROUNDS; round++) {
-        for (let i = 0; i < TARGETS.length; i++) {
-          const target = TARGETS[(round + i) % TARGETS.length] as Target
-          process.stderr.write(`wrk c=${connections} → ${target} (round ${round + 1}/${ROUNDS})…\n`)
-          runs[target].push(await wrk(`${urls[target]}/v1/chat/completions`, script, connections))
-        }
-      }
-      load[`c=${connections}`] = Object.fromEntries(TARGETS.map((t) => [t, medianLoad(runs[t])])) as Record<
+      const medians = await interleaved(
+        `wrk c=${connections}`,
+        TARGETS.map((target) => () => wrk(`${urls[target]}/v1/chat/completions`, script, connections)),
+      )
+      load[`c=${connections}`] = Object.fromEntries(TARGETS.map((t, i) => [t, medians[i]])) as Record<
         Target,
         LoadResult
       >

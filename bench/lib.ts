@@ -229,13 +229,33 @@ export async function streamTimes(base: string, headers: Record<string, string> 
 }
 
 /** Load runs per target and concurrency in the benchmarks; their tables show the medians. */
-export const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS % 2 === 0) {
   throw new Error(`BENCH_ROUNDS must be an odd whole number (1, 3, 5…), got "${process.env.BENCH_ROUNDS}"`)
 }
 
+/**
+ * Runs each of `measures` ROUNDS times, in rounds that each start with the next one: a slow spell
+ * of this shared machine then lands on all of them, not on whichever ran during it. Returns each
+ * one's medians, in the order given; `label` names the rounds in the progress output.
+ */
+export async function interleaved(
+  label: string,
+  measures: Array<() => Promise<LoadResult>>,
+): Promise<LoadResult[]> {
+  const runs = measures.map((): LoadResult[] => [])
+  for (let round = 0; round < ROUNDS; round++) {
+    process.stderr.write(`${label} (round ${round + 1}/${ROUNDS})…\n`)
+    for (let i = 0; i < measures.length; i++) {
+      const k = (round + i) % measures.length
+      runs[k]?.push(await (measures[k] as () => Promise<LoadResult>)())
+    }
+  }
+  return runs.map(medianLoad)
+}
+
 /** The median of each figure over several runs; errors added up. */
-export function medianLoad(runs: LoadResult[]): LoadResult {
+function medianLoad(runs: LoadResult[]): LoadResult {
   return {
     rps: median(runs.map((r) => r.rps)),
     p50: median(runs.map((r) => r.p50)),

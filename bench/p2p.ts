@@ -29,12 +29,11 @@ import {
 } from '../packages/p2p/src/index.ts'
 import {
   DURATION_S,
+  interleaved,
   type LoadResult,
   MODEL,
   median,
-  medianLoad,
   printTable,
-  ROUNDS,
   requireTools,
   startGate,
   streamTimes,
@@ -78,22 +77,11 @@ async function main(): Promise<void> {
         const via = { 'x-target-node': b.nodeId }
         await using bare = await bareExchange(transport)
         for (const c of [1, 64]) {
-          // Rounds of the three in turn, each round starting with the next: a slow spell of this
-          // shared machine then lands on all of them, not on whichever ran during it.
-          const runs: LoadResult[][] = [[], [], []]
-          const measure = [
+          const [direct, hop, anchor] = (await interleaved(`${transport} c=${c}`, [
             () => wrk(`${b.url}/v1/chat/completions`, script, c),
             () => wrk(`${a.url}/v1/chat/completions`, script, c, via),
             () => bare.measure(c),
-          ]
-          for (let round = 0; round < ROUNDS; round++) {
-            process.stderr.write(`${transport} c=${c} (round ${round + 1}/${ROUNDS})…\n`)
-            for (let i = 0; i < measure.length; i++) {
-              const k = (round + i) % measure.length
-              runs[k]?.push(await (measure[k] as () => Promise<LoadResult>)())
-            }
-          }
-          const [direct, hop, anchor] = runs.map(medianLoad) as [LoadResult, LoadResult, LoadResult]
+          ])) as [LoadResult, LoadResult, LoadResult]
           if (hop.errors > 0 || direct.errors > 0)
             console.log(`errors at ${transport} c=${c}: direct ${direct.errors}, via A ${hop.errors}`)
           rows.push([
