@@ -104,6 +104,15 @@ describe('gate CLI without a daemon', () => {
       /network: unknown field "nope"/,
     )
     assert.equal(await readFile(path, 'utf8'), before, 'a refused change leaves the file as it was')
+    assert.equal(JSON.parse(before).providers, undefined, 'no defaults written in')
+
+    await writeFile(path, '{"node": {')
+    assertOneLineError(
+      await gate.run(['config', 'set', 'node.log_level', 'warn']),
+      /config is not valid JSON at line 1, column 11/,
+    )
+    assert.equal(await readFile(path, 'utf8'), '{"node": {', 'a broken file is not overwritten')
+    await writeFile(path, before)
 
     const shown = await gate.run(['config', 'show', '--json'])
     assert.equal(shown.code, 0)

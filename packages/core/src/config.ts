@@ -116,6 +116,14 @@ export function parseConfig(value: unknown): Config {
 
 /** Parses and validates the text of a config file. */
 export function parseConfigText(text: string): Config {
+  return parseConfigFile(text).config
+}
+
+/**
+ * Parses and validates the text of a config file, returning also the file's own JSON (no defaults
+ * filled in): what edits merge into, so that the rest of the file stays as it was written.
+ */
+export function parseConfigFile(text: string): { config: Config; json: Record<string, unknown> } {
   let value: unknown
   try {
     value = JSON.parse(text)
@@ -126,7 +134,8 @@ export function parseConfigText(text: string): Config {
     const at = where ? ` at line ${where[1]}, column ${where[2]}` : ''
     throw new ConfigError([`config is not valid JSON${at}`])
   }
-  return parseConfig(value)
+  // Validated first: a config is a JSON object.
+  return { config: parseConfig(value), json: value as Record<string, unknown> }
 }
 
 export function defaultConfig(): Config {

@@ -7,6 +7,7 @@ import {
   defaultConfig,
   ensureDir,
   parseConfig,
+  parseConfigFile,
   parseConfigText,
   restartRequiredChanges,
   writeFileAtomic,
@@ -118,9 +119,7 @@ export class ConfigManager {
   async #update(patch: ConfigPatch | undefined): Promise<UpdateResult> {
     if (patch === undefined) return { config: this.#config, restartRequired: [...this.restartRequired] }
     // A file edited into an invalid state is not overwritten: its author is told to fix it first.
-    parseConfigText(this.#text)
-    const current = JSON.parse(this.#text) as Record<string, unknown>
-    const merged = mergeConfig(current, patch)
+    const merged = mergeConfig(parseConfigFile(this.#text).json, patch)
     const next = parseConfig(merged)
     const text = `${JSON.stringify(merged, null, 2)}\n`
     await writeFileAtomic(this.path, text, { mode: 0o600 })

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises'
-import { ConfigError, parseConfig, parseConfigText, writeFileAtomic } from '@gate/core'
+import { ConfigError, parseConfig, parseConfigFile, parseConfigText, writeFileAtomic } from '@gate/core'
 import { redactConfig } from '@gate/daemon'
 import type { Command } from 'commander'
 import { CliError, cliPaths, output, readText, tryConnect } from '../context.ts'
@@ -107,8 +107,7 @@ async function readConfigFile(path: string): Promise<Json> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {}
     throw err
   }
-  parseConfigText(text)
-  return JSON.parse(text) as Json
+  return parseConfigFile(text).json
 }
 
 function parseValue(text: string): unknown {
