@@ -64,7 +64,10 @@ const result = await build({
   logLevel: 'warning',
 })
 
-const inputs = Object.keys(result.metafile.inputs).map((path) => relative(outdir, join(root, path)))
+// This script is an input too: a bundle made differently is stale.
+const inputs = [...Object.keys(result.metafile.inputs), 'build.ts'].map((path) =>
+  relative(outdir, join(root, path)),
+)
 const outputs = [
   ...result.outputFiles.map((file) => ({ path: file.path, contents: file.contents })),
   { path: join(outdir, 'inputs.json'), contents: JSON.stringify(inputs) },

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import OpenAI from 'openai'
 import { startFakeEngine } from '../../../packages/daemon/test/utils/fake-engine.ts'
 import { waitFor } from '../../../packages/daemon/test/utils/wait.ts'
@@ -31,25 +32,34 @@ describe('gate CLI without a daemon', () => {
     }
   })
 
-  it('reuses its stripped TypeScript from node compile cache on the next run', async () => {
+  it('runs its bundle, from node compile cache on the next run, and makes it again when stale', async () => {
     await using gate = await gateHome()
     // node reports each cache lookup on stderr with this switch; the cache sits in TMPDIR.
     const env = { TMPDIR: join(gate.home, 'tmp'), NODE_DEBUG_NATIVE: 'COMPILE_CACHE' }
     await mkdir(env.TMPDIR)
-    const transpiled = (stderr: string, outcome: string) =>
-      stderr.split('\n').filter((line) => line.includes(outcome) && line.includes('StrippedTypeScript'))
+    const bundle = fileURLToPath(new URL('../dist/main.js', import.meta.url))
+    const lookups = (stderr: string) => stderr.split('\n').filter((line) => line.includes('reading cache'))
 
     const first = await gate.run(['--version'], { env })
     assert.equal(first.code, 0)
-    assert.ok(transpiled(first.stderr, 'saving transpilation cache').length > 20, first.stderr)
-    const second = await gate.run(['--version'], { env })
-    assert.equal(second.code, 0)
-    assert.deepEqual(transpiled(second.stderr, 'no transpile cache'), [])
-    const hits = transpiled(second.stderr, 'retrieving transpile cache')
-    assert.ok(
-      hits.some((line) => line.includes('/packages/daemon/src/daemon.ts')),
-      second.stderr,
+    // One module compiled from the bundle, no TypeScript stripped.
+    assert.deepEqual(
+      lookups(first.stderr).map((line) => /for \w+ (\S+?)\.{3}/.exec(line)?.[1]),
+      [pathToFileURL(bundle).href],
     )
+    assert.doesNotMatch(first.stderr, /TypeScript/)
+    const second = await gate.run(['--version'], { env })
+    assert.match(second.stderr, /V8 code cache for ESM \S+dist\/main\.js was accepted/)
+
+    // A bundle older than any of its inputs is made again before it runs.
+    const built = (await stat(bundle)).mtimeMs
+    const past = new Date(Date.now() - 365 * 24 * 3600 * 1000)
+    await utimes(bundle, past, past)
+    assert.equal((await gate.run(['--version'])).code, 0)
+    assert.ok((await stat(bundle)).mtimeMs >= built)
+    const rebuilt = (await stat(bundle)).mtimeMs
+    assert.equal((await gate.run(['--version'])).code, 0)
+    assert.equal((await stat(bundle)).mtimeMs, rebuilt, 'a fresh bundle is not made again')
   })
 
   it('validates config files, naming the bad field', async () => {
@@ -203,6 +213,11 @@ describe('gate CLI with a daemon', () => {
     const identity = JSON.parse((await gate.run(['identity', 'show', '--json'])).stdout)
     assert.equal(status.node_id, identity.node_id)
     assert.match(identity.peer_id, /^12D3KooW/)
+    // The bundle loads libp2p-quic's native addon: the node listens on QUIC as well as TCP.
+    assert.ok(
+      status.p2p.some((addr: string) => addr.includes('/quic-v1/')),
+      status.p2p.join(' '),
+    )
     assert.deepEqual(status.provider_list, [])
     if (process.platform === 'linux') await assertMallocTuned(status.pid)
 

@@ -71,7 +71,7 @@ export function registerDaemonCommands(program: Command): void {
         connection.rpc.call('node_status'),
         connection.rpc.call('list_providers'),
       ])
-      output(options.json, { ...status, provider_list: providers }, () => {
+      output(options.json, { ...status, p2p: connection.runtime.p2p, provider_list: providers }, () => {
         const rows: Array<[string, string]> = [
           ['node ID', status.node_id],
           ['version', status.version],
