@@ -11,7 +11,7 @@ import {
   RECEIVE_WINDOW,
   sendRequest,
 } from '../src/index.ts'
-import { connect, startPair, TRANSPORTS } from './utils/nodes.ts'
+import { connect, startPair, TRANSPORTS, waitUntil } from './utils/nodes.ts'
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -292,12 +292,4 @@ function frame(type: number, payload: string): Uint8Array {
   const length = bytes.length + 1
   const prefix = length < 128 ? [length] : [(length & 0x7f) | 0x80, length >> 7]
   return Uint8Array.from([...prefix, type, ...bytes])
-}
-
-async function waitUntil(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(10)
-  }
 }

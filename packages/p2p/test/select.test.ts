@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import {
   FrameStream,
   HTTP_PROTOCOL,
@@ -8,7 +9,7 @@ import {
   ProtocolError,
   sendRequest,
 } from '../src/index.ts'
-import { connect, startPair, TRANSPORTS } from './utils/nodes.ts'
+import { connect, startPair, TRANSPORTS, waitUntil } from './utils/nodes.ts'
 
 const HEAD = { method: 'POST', path: '/echo', headers: {} }
 const encoder = new TextEncoder()
@@ -75,6 +76,39 @@ for (const transport of TRANSPORTS) {
         assert.match(err.message, /the peer does not speak \/gate\/missing\/1\.0\.0/)
         return true
       })
+      assert.equal(await exchange(connection, 'after'), 'after')
+      assert.deepEqual(served, ['before', 'after'])
+    })
+
+    it('resets a stream that does not finish naming its protocol in time, and keeps serving', async () => {
+      await using pair = await startPair()
+      const { a, b } = pair
+      const served: string[] = []
+      await b.handle(HTTP_PROTOCOL, echoServer(served))
+      const connection = await connect(a, b, transport)
+      assert.equal(await exchange(connection, 'before'), 'before')
+      // libp2p's deadline for an inbound stream to name its protocol is 10 s, a field of each
+      // connection (our patch times it with a timer of its own): shortened here for the test.
+      const inbound = b.getConnections(a.peerId).find((c) => c.direction === 'inbound')
+      assert.ok(inbound)
+      Object.assign(inbound, { inboundStreamProtocolNegotiationTimeout: 300 })
+
+      const { stream } = await openStream(connection, HTTP_PROTOCOL)
+      // Half of multistream-select's first line: a 19-byte length, then one byte of it.
+      stream.send(Uint8Array.of(19, 0x2f))
+      const start = performance.now()
+      const bStreams = () => inbound.streams.length
+      await waitUntil(() => bStreams() === 1, 'the listener to hold the stream')
+      // The listener resets it: over yamux the dialer's stream closes with an error; over QUIC
+      // its read side ends.
+      const ended = new Promise((resolve) => {
+        stream.addEventListener('close', resolve, { once: true })
+        stream.addEventListener('remoteCloseWrite', resolve, { once: true })
+      })
+      await Promise.race([ended, sleep(5000).then(() => assert.fail('the stream was not reset'))])
+      assert.ok(performance.now() - start >= 250, 'not before the deadline')
+      assert.equal(bStreams(), 0, 'the listener let the stream go')
+      assert.equal(connection.status, 'open', 'the connection survives')
       assert.equal(await exchange(connection, 'after'), 'after')
       assert.deepEqual(served, ['before', 'after'])
     })

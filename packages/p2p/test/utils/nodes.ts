@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { generateIdentity } from '@gate/core'
 import type { Connection } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -39,4 +40,13 @@ export async function startPair(): Promise<{ a: GateLibp2p; b: GateLibp2p } & As
   const [a, b] = nodes
   if (!a || !b) throw new Error('unreachable')
   return { a, b, [Symbol.asyncDispose]: () => nodes[Symbol.asyncDispose]() }
+}
+
+/** Polls `condition` every 10 ms; fails naming `what` after `timeoutMs`. */
+export async function waitUntil(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(10)
+  }
 }
