@@ -55,8 +55,8 @@ async function main(): Promise<void> {
     stack.push(() => engine.stop())
     const nginx = await startNginx(dir, engine.port)
     stack.push(nginx.stop)
-    // Like any earlier run of `gate`, this fills node's compile cache (see bin.js), so the daemon
-    // measured here starts, as a user's does, without node's TypeScript stripper resident.
+    // Like any earlier run of `gate`, this makes the bundle if it is stale and fills node's
+    // compile cache (see bin.js), so the daemon measured here starts as a user's does.
     await run(GATE_BIN, ['--version'])
     const gate = await startGate(
       dir,

@@ -27,7 +27,13 @@ function stale() {
 
 if (stale()) {
   const build = fileURLToPath(new URL('../build.ts', import.meta.url))
-  execFileSync(process.execPath, [build], { stdio: ['ignore', 'ignore', 'inherit'] })
+  try {
+    execFileSync(process.execPath, [build], { stdio: ['ignore', 'ignore', 'inherit'] })
+  } catch {
+    // esbuild has said what is wrong on stderr.
+    process.stderr.write(`error: could not bundle gate (${build})\n`)
+    process.exit(1)
+  }
 }
 module.enableCompileCache()
 const [command, ...rest] = process.argv.slice(2)
