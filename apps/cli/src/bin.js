@@ -30,9 +30,7 @@ if (stale()) {
   try {
     execFileSync(process.execPath, [build], { stdio: ['ignore', 'ignore', 'inherit'] })
   } catch {
-    // esbuild has said what is wrong on stderr.
-    process.stderr.write(`error: could not bundle gate (${build})\n`)
-    process.exit(1)
+    process.exit(1) // build.ts has said why, in one line
   }
 }
 module.enableCompileCache()

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { mkdir, readFile, stat, utimes, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { describe, it } from 'node:test'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import OpenAI from 'openai'
@@ -51,6 +51,18 @@ describe('gate CLI without a daemon', () => {
     const second = await gate.run(['--version'], { env })
     assert.match(second.stderr, /V8 code cache for ESM \S+dist\/main\.js was accepted/)
 
+    // The bundle's inputs: the sources it was made from, the dependencies, and pnpm's install state.
+    const inputs: string[] = JSON.parse(await readFile(join(dirname(bundle), 'inputs.json'), 'utf8'))
+    for (const input of [
+      '../src/main.ts',
+      '../../../packages/daemon/src/api/server.ts',
+      'node_modules/.modules.yaml',
+    ])
+      assert.ok(
+        inputs.some((path) => path.endsWith(input)),
+        input,
+      )
+    assert.ok(inputs.some((path) => path.includes('/node_modules/.pnpm/libp2p@')))
     // A bundle older than any of its inputs is made again before it runs.
     const built = (await stat(bundle)).mtimeMs
     const past = new Date(Date.now() - 365 * 24 * 3600 * 1000)
