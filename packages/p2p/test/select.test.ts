@@ -9,7 +9,7 @@ import {
   ProtocolError,
   sendRequest,
 } from '../src/index.ts'
-import { connect, startPair, TRANSPORTS, waitUntil } from './utils/nodes.ts'
+import { connect, startPair, TRANSPORTS, type Transport, waitUntil } from './utils/nodes.ts'
 
 const HEAD = { method: 'POST', path: '/echo', headers: {} }
 const encoder = new TextEncoder()
@@ -37,6 +37,24 @@ async function exchange(target: Parameters<typeof sendRequest>[0], text: string)
   return body
 }
 
+/** Nodes A and B, B echoing `/gate/http`, A connected to it over `transport`: one exchange done. */
+async function echoPair(transport: Transport) {
+  const pair = await startPair()
+  const served: string[] = []
+  await pair.b.handle(HTTP_PROTOCOL, echoServer(served))
+  const connection = await connect(pair.a, pair.b, transport)
+  assert.equal(await exchange(connection, 'before'), 'before')
+  return {
+    ...pair,
+    connection,
+    /** The connection carries another exchange, and B served only the two good ones. */
+    async servesStill(): Promise<void> {
+      assert.equal(await exchange(connection, 'after'), 'after')
+      assert.deepEqual(served, ['before', 'after'])
+    },
+  }
+}
+
 for (const transport of TRANSPORTS) {
   describe(`optimistic protocol selection over ${transport}`, () => {
     it('selects with the request from the first stream of a fresh connection on', async () => {
@@ -59,12 +77,8 @@ for (const transport of TRANSPORTS) {
     })
 
     it('fails the exchange clearly when the listener does not speak the protocol, and keeps serving', async () => {
-      await using pair = await startPair()
-      const { a, b } = pair
-      const served: string[] = []
-      await b.handle(HTTP_PROTOCOL, echoServer(served))
-      const connection = await connect(a, b, transport)
-      assert.equal(await exchange(connection, 'before'), 'before')
+      await using pair = await echoPair(transport)
+      const { connection } = pair
 
       const missing = '/gate/missing/1.0.0'
       const { stream, negotiated } = await openStream(connection, missing)
@@ -76,17 +90,12 @@ for (const transport of TRANSPORTS) {
         assert.match(err.message, /the peer does not speak \/gate\/missing\/1\.0\.0/)
         return true
       })
-      assert.equal(await exchange(connection, 'after'), 'after')
-      assert.deepEqual(served, ['before', 'after'])
+      await pair.servesStill()
     })
 
     it('resets a stream that does not finish naming its protocol in time, and keeps serving', async () => {
-      await using pair = await startPair()
-      const { a, b } = pair
-      const served: string[] = []
-      await b.handle(HTTP_PROTOCOL, echoServer(served))
-      const connection = await connect(a, b, transport)
-      assert.equal(await exchange(connection, 'before'), 'before')
+      await using pair = await echoPair(transport)
+      const { a, b, connection } = pair
       // libp2p's deadline for an inbound stream to name its protocol is 10 s, a field of each
       // connection (our patch times it with a timer of its own): shortened here for the test.
       const inbound = b.getConnections(a.peerId).find((c) => c.direction === 'inbound')
@@ -110,8 +119,7 @@ for (const transport of TRANSPORTS) {
       assert.ok(performance.now() - start >= 250, 'not before the deadline')
       assert.equal(bStreams(), 0, 'the listener let the stream go')
       assert.equal(connection.status, 'open', 'the connection survives')
-      assert.equal(await exchange(connection, 'after'), 'after')
-      assert.deepEqual(served, ['before', 'after'])
+      await pair.servesStill()
     })
   })
 }
