@@ -42,4 +42,7 @@ if (command === 'daemon' && !rest.includes('--background')) {
   restartWithMallocTunables()
 }
 const { main } = await import('../dist/main.js')
+// Node would hold the cache it read (about 2 MB for the bundle) for the life of the process; the
+// bundle is compiled now, so the cache is saved if it changed, and let go.
+module.flushCompileCache()
 process.exitCode = await main(process.argv)

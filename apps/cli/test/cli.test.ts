@@ -50,6 +50,8 @@ describe('gate CLI without a daemon', () => {
     assert.doesNotMatch(first.stderr, /TypeScript/)
     const second = await gate.run(['--version'], { env })
     assert.match(second.stderr, /V8 code cache for ESM \S+dist\/main\.js was accepted/)
+    // Once the bundle is compiled, gate lets the cache go rather than hold it while it runs.
+    assert.match(second.stderr, /module\.flushCompileCache\(\) finished/)
 
     // The bundle's inputs: the sources it was made from, the dependencies, and pnpm's install state.
     const inputs: string[] = JSON.parse(await readFile(join(dirname(bundle), 'inputs.json'), 'utf8'))
