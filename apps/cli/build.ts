@@ -5,7 +5,7 @@
  *
  * Why: node keeps every module's source text and records for the life of the process. Run from
  * its ~1,000 modules, an idle daemon was 113 MB resident; run from this bundle (whitespace and
- * syntax minified, names kept for stack traces), 95 MB.
+ * syntax minified, names kept for stack traces), 93 MB.
  *
  * In the bundle, CommonJS modules have no `__dirname`: a pino transport, which needs it to find
  * its worker, would not work (Gate's logger uses none).
