@@ -1,3 +1,4 @@
+import koffi from 'koffi'
 import type { Logger } from 'pino'
 
 /** What the trimmer watches: requests finished so far, and requests in flight now. */
@@ -11,9 +12,29 @@ export interface MemoryTrimmerInit {
   /** How long the API must be quiet before memory is handed back. */
   intervalMs: number
   logger: Logger
-  /** A full collection that returns freed memory to the system. @default V8's, when node runs with `--expose-gc` */
+  /**
+   * A full collection that returns freed memory to the system. @default V8's, when node runs with
+   * `--expose-gc`, then `mallocTrim()`
+   */
   collect?: (() => void) | undefined
 }
+
+/**
+ * glibc's `malloc_trim(0)`, through koffi (a foreign-function library with prebuilt binaries):
+ * hands back to the system every free page inside malloc's heaps. `free()` only ever returns the
+ * top of a heap, so after a burst of requests the pages that native code (node, V8's compiler,
+ * the QUIC transport) freed in the middle stay resident: about 19 MB of a daemon's 114 MB.
+ * Undefined where there is no glibc. Returns whether it released memory.
+ */
+export const mallocTrim: (() => boolean) | undefined = (() => {
+  if (process.platform !== 'linux') return undefined
+  try {
+    const trim = koffi.load('libc.so.6').func('int malloc_trim(size_t pad)')
+    return () => trim(0) === 1
+  } catch {
+    return undefined // musl, or another libc
+  }
+})()
 
 /**
  * Hands memory back to the system once the daemon has gone quiet. After a burst of requests V8
@@ -23,7 +44,8 @@ export interface MemoryTrimmerInit {
  *
  * When requests have finished since the last trim, and then none finishes or is in flight for a
  * whole interval, this runs one memory-reducing collection (V8's last-resort flavour: it compacts
- * and releases empty pages). It also runs once after start, for the garbage of loading the code.
+ * and releases empty pages), then trims malloc's heaps. It also runs once after start, for the
+ * garbage of loading the code.
  * It needs node's `--expose-gc`, which the `gate` command passes; without it, it does nothing.
  */
 export class MemoryTrimmer {
@@ -38,7 +60,13 @@ export class MemoryTrimmer {
     this.#init = init
     const { gc } = globalThis
     this.#collect =
-      init.collect ?? (gc ? () => gc({ type: 'major', execution: 'sync', flavor: 'last-resort' }) : undefined)
+      init.collect ??
+      (gc
+        ? () => {
+            gc({ type: 'major', execution: 'sync', flavor: 'last-resort' })
+            mallocTrim?.()
+          }
+        : undefined)
     this.#finished = init.activity().finished
   }
 
