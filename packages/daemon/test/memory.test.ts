@@ -21,6 +21,22 @@ function trimmer(activity: Activity) {
   return { t, collections: () => collections }
 }
 
+const MEMORY = fileURLToPath(new URL('../src/memory.ts', import.meta.url))
+
+/**
+ * Runs `script` (an ES module that imports from `MEMORY`) in a node with `--expose-gc`, whose
+ * memory is its own to measure, and returns the JSON it prints.
+ */
+async function inChild<T>(script: string): Promise<T> {
+  const { stdout } = await promisify(execFile)(process.execPath, [
+    '--expose-gc',
+    '--input-type=module',
+    '-e',
+    script,
+  ])
+  return JSON.parse(stdout) as T
+}
+
 describe('memory trimmer', () => {
   it('collects once after start, then only after requests were served and the API went quiet', () => {
     const activity = { finished: 0, active: 0 }
@@ -48,9 +64,8 @@ describe('memory trimmer', () => {
 
   it("V8's collection hands a grown heap back (node --expose-gc)", async () => {
     // In a child process: this runner has no --expose-gc, and its heap is not ours to measure.
-    const memory = fileURLToPath(new URL('../src/memory.ts', import.meta.url))
-    const script = `
-      import { MemoryTrimmer } from ${JSON.stringify(memory)}
+    const { trimmed, before, after } = await inChild<{ trimmed: boolean; before: number; after: number }>(`
+      import { MemoryTrimmer } from ${JSON.stringify(MEMORY)}
       const activity = { finished: 0, active: 0 }
       const t = new MemoryTrimmer({ activity: () => activity, intervalMs: 1000, logger: { debug() {} } })
       let garbage = Array.from({ length: 400 }, () => Array.from({ length: 20_000 }, (_, i) => ({ i })))
@@ -58,18 +73,7 @@ describe('memory trimmer', () => {
       const before = process.memoryUsage().heapTotal
       const trimmed = t.tick()
       console.log(JSON.stringify({ trimmed, before, after: process.memoryUsage().heapTotal }))
-    `
-    const { stdout } = await promisify(execFile)(process.execPath, [
-      '--expose-gc',
-      '--input-type=module',
-      '-e',
-      script,
-    ])
-    const { trimmed, before, after } = JSON.parse(stdout) as {
-      trimmed: boolean
-      before: number
-      after: number
-    }
+    `)
     assert.equal(trimmed, true)
     assert.ok(before > 200 * 2 ** 20, `the heap grew (${before} bytes)`)
     assert.ok(after < before / 4, `heap ${before} → ${after} bytes`)
@@ -78,12 +82,10 @@ describe('memory trimmer', () => {
   it("glibc's malloc_trim hands back the free pages inside malloc's heap", {
     skip: process.platform !== 'linux' && 'glibc only',
   }, async () => {
-    // In a child process, whose resident memory is its own. Native buffers come from malloc; one
-    // in 64 stays alive, so what the others freed is in the middle of the heap, where free()
-    // leaves it resident.
-    const memory = fileURLToPath(new URL('../src/memory.ts', import.meta.url))
-    const script = `
-      import { mallocTrim } from ${JSON.stringify(memory)}
+    // Native buffers come from malloc; one in 64 stays alive, so what the others freed is in the
+    // middle of the heap, where free() leaves it resident.
+    const { released, before, after } = await inChild<{ released: boolean; before: number; after: number }>(`
+      import { mallocTrim } from ${JSON.stringify(MEMORY)}
       let buffers = Array.from({ length: 100_000 }, () => Buffer.allocUnsafeSlow(400))
       const kept = buffers.filter((_, i) => i % 64 === 0)
       buffers = null
@@ -94,18 +96,7 @@ describe('memory trimmer', () => {
       const before = process.memoryUsage.rss()
       const released = mallocTrim()
       console.log(JSON.stringify({ released, before, after: process.memoryUsage.rss(), kept: kept.length }))
-    `
-    const { stdout } = await promisify(execFile)(process.execPath, [
-      '--expose-gc',
-      '--input-type=module',
-      '-e',
-      script,
-    ])
-    const { released, before, after } = JSON.parse(stdout) as {
-      released: boolean
-      before: number
-      after: number
-    }
+    `)
     assert.equal(released, true)
     assert.ok(before - after > 20 * 2 ** 20, `resident ${before} → ${after} bytes`)
   })
