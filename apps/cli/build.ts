@@ -31,9 +31,9 @@ function urlFromDist(path: string): string {
 
 /**
  * Packages keep their own location: `import.meta.url` in a module means the file it was written
- * in, not the bundle (libp2p-quic's native-addon loader resolves its addon package from it), and
- * the keyring's napi-rs addon packages and koffi (whose loader looks for its addon next to itself)
- * are loaded from where pnpm installed them.
+ * in, not the bundle (libp2p-quic's native-addon loader resolves its addon package from it, and
+ * the daemon loads koffi from it), and napi-rs addon packages are loaded from where pnpm
+ * installed them.
  */
 const ownLocation: Plugin = {
   name: 'own-location',
@@ -45,7 +45,7 @@ const ownLocation: Plugin = {
       const loader = extname(args.path).slice(-2) as Loader
       return { contents: own + source.replaceAll('import.meta.url', '__gateOwnUrl'), loader }
     })
-    b.onResolve({ filter: /^(koffi$|@napi-rs\/keyring-)/ }, (args) => {
+    b.onResolve({ filter: /^@napi-rs\/keyring-/ }, (args) => {
       try {
         const path = createRequire(join(args.resolveDir, 'index.js')).resolve(args.path)
         return { path: relative(outdir, path), external: true }

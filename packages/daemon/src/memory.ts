@@ -1,4 +1,4 @@
-import koffi from 'koffi'
+import { createRequire } from 'node:module'
 import type { Logger } from 'pino'
 
 /** What the trimmer watches: requests finished so far, and requests in flight now. */
@@ -19,22 +19,32 @@ export interface MemoryTrimmerInit {
   collect?: (() => void) | undefined
 }
 
+/** `malloc_trim` once loaded: null where there is none; undefined until first asked for. */
+let trim: (() => boolean) | null | undefined
+
 /**
  * glibc's `malloc_trim(0)`, through koffi (a foreign-function library with prebuilt binaries):
  * hands back to the system every free page inside malloc's heaps. `free()` only ever returns the
  * top of a heap, so after a burst of requests the pages that native code (node, V8's compiler,
  * the QUIC transport) freed in the middle stay resident: about 19 MB of a daemon's 114 MB.
- * Undefined where there is no glibc. Returns whether it released memory.
+ * Returns whether it released memory; undefined where there is no glibc. koffi is loaded on the
+ * first call, so that only a daemon that trims pays for it, not every `gate` command.
  */
-export const mallocTrim: (() => boolean) | undefined = (() => {
-  if (process.platform !== 'linux') return undefined
+export function mallocTrim(): boolean | undefined {
+  if (trim === undefined) trim = loadMallocTrim()
+  return trim?.()
+}
+
+function loadMallocTrim(): (() => boolean) | null {
+  if (process.platform !== 'linux') return null
   try {
-    const trim = koffi.load('libc.so.6').func('int malloc_trim(size_t pad)')
-    return () => trim(0) === 1
+    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi')
+    const fn = koffi.load('libc.so.6').func('int malloc_trim(size_t pad)')
+    return () => fn(0) === 1
   } catch {
-    return undefined // musl, or another libc
+    return null // musl, or another libc
   }
-})()
+}
 
 /**
  * Hands memory back to the system once the daemon has gone quiet. After a burst of requests V8
@@ -64,7 +74,7 @@ export class MemoryTrimmer {
       (gc
         ? () => {
             gc({ type: 'major', execution: 'sync', flavor: 'last-resort' })
-            mallocTrim?.()
+            mallocTrim()
           }
         : undefined)
     this.#finished = init.activity().finished
