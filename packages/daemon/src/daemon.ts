@@ -285,7 +285,10 @@ export class Daemon {
     return this.#running ? (Date.now() - this.#startedAt) / 1000 : 0
   }
 
-  /** Stops accepting, lets requests in flight finish within the grace period, then stops everything. */
+  /**
+   * Stops accepting requests, from clients and from peers, lets those in flight finish within the
+   * grace period (the mesh stays up for those sent to or served for peers), then stops everything.
+   */
   async stop(): Promise<void> {
     const running = this.#running
     if (!running) return
@@ -293,8 +296,9 @@ export class Daemon {
     running.logger.info('gate daemon stopping')
     running.config.stop()
     running.trimmer.stop()
-    await running.mesh.stop()
+    await running.mesh.refuseRequests()
     await running.api.close(this.#init.shutdownGraceMs ?? SHUTDOWN_GRACE_MS)
+    await running.mesh.stop()
     await running.control.close()
     await running.providers.stop()
     await running.requestLog.close()

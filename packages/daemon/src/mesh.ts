@@ -160,6 +160,14 @@ export class Mesh {
     return this.peers.reserve(nodeId)
   }
 
+  /**
+   * Takes no more requests from peers (a new `/gate/http` stream is refused at protocol
+   * selection, and its requester fails over); those being served go on.
+   */
+  async refuseRequests(): Promise<void> {
+    await this.node.unhandle(HTTP_PROTOCOL)
+  }
+
   async stop(): Promise<void> {
     this.peers.stop()
     await this.peers.flush()

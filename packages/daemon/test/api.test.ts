@@ -43,11 +43,14 @@ describe('local API', () => {
     await using gate = await startTestDaemon({ providers: [providerFor('a', engine)] })
     const { data, response } = await gate.client.chat.completions.create(chat('hello there')).withResponse()
     assert.equal(data.choices[0]?.message.content, replyText('hello there'))
-    assert.match(response.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/)
+    // Gate's request ID, not the engine's own (the stand-in sends one, as OpenAI's API does).
+    const id = response.headers.get('x-request-id')
+    assert.match(id ?? '', /^[0-9a-f-]{36}$/)
     assert.equal(response.headers.get('x-gate-node'), gate.daemon.nodeId)
     const sent = engine.requests.find((r) => r.path === '/v1/chat/completions')
     assert.deepEqual(JSON.parse(sent?.body ?? '{}'), chat('hello there'))
     assert.equal(sent?.headers.authorization, undefined, "the client's key is not sent to a keyless engine")
+    assert.equal((await waitForLog(gate.home, 1))[0]?.id, id)
   })
 
   it('streams chunk by chunk, ends with [DONE], and counts the usage chunk', async () => {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { createRpcClient } from '@gate/rpc'
 import OpenAI from 'openai'
 import { providerFor, startTestDaemon, type TestDaemon } from './utils/daemon.ts'
@@ -135,7 +136,11 @@ describe('X-Target-Node errors', () => {
 
   it('ends a stream whose peer dies with an SSE error event, and passes a client abort on to the engine', async () => {
     await using engine = await startFakeEngine({ models: [MODEL], chunks: 100, chunkDelayMs: 30 })
-    await using b = await startTestDaemon({ providers: [providerFor('engine', engine)] })
+    // No grace period: B cuts what it serves as it stops.
+    await using b = await startTestDaemon(
+      { providers: [providerFor('engine', engine)] },
+      { shutdownGraceMs: 0 },
+    )
     await using a = await startTestDaemon()
     await trust(a, b)
     await trust(b, a)
@@ -166,6 +171,45 @@ describe('X-Target-Node errors', () => {
     assert.ok(Date.now() - started < 5000, 'the error came within a bounded time')
     assert.match(text, /data: \{"error":\{"message":"[^"]*","type":"api_error","code":"upstream_error"/)
     assert.ok(!text.includes('[DONE]'))
+  })
+
+  it('on stop, both nodes let a stream between them finish, and a stopping node takes no new peer requests', async () => {
+    await using engine = await startFakeEngine({ models: [MODEL], chunks: 10, chunkDelayMs: 50 })
+    await using b = await startTestDaemon(
+      { providers: [providerFor('engine', engine)] },
+      { shutdownGraceMs: 3000 },
+    )
+    await using a = await startTestDaemon({}, { shutdownGraceMs: 3000 })
+    await using c = await startTestDaemon()
+    await trust(a, b)
+    await trust(b, a)
+    await trust(c, b)
+    await trust(b, c)
+    const target = { headers: { 'x-target-node': b.daemon.nodeId } }
+    const stream = await a.client.chat.completions.create({ ...chat('finish me'), stream: true }, target)
+    const chunks = stream[Symbol.asyncIterator]()
+    const first = await chunks.next()
+    assert.equal(first.done, false)
+    let text = first.value.choices[0]?.delta.content ?? ''
+    const stopping = Promise.all([a.daemon.stop(), b.daemon.stop()])
+    // Long enough for B to stop taking peer requests, well short of the stream's end.
+    await sleep(150)
+    await assert.rejects(c.client.chat.completions.create(chat('too late'), target), (err: unknown) => {
+      assert.ok(err instanceof OpenAI.APIError && err.status === 502, String(err))
+      return true
+    })
+    for (let r = await chunks.next(); !r.done; r = await chunks.next())
+      text += r.value.choices[0]?.delta.content ?? ''
+    assert.equal(text, replyText('finish me'))
+    await stopping
+    for (const gate of [a, b]) {
+      const records = (await requestLog(gate)).filter((r) => r.route === '/v1/chat/completions')
+      // At B, the refused request never reached the pipeline.
+      assert.deepEqual(
+        records.map((r) => [r.status, r.error]),
+        [[200, null]],
+      )
+    }
   })
 })
 

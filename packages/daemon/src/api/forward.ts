@@ -11,7 +11,11 @@ import { findUsage, type Usage } from './usage.ts'
 /** What one forwarded request needs: the client's response, the body bytes, where to send them. */
 export interface ForwardRequest {
   res: ApiResponse
-  /** Gate's own response headers, written with the upstream's (which win on a clash). */
+  /**
+   * Gate's own response headers (request ID, node, CORS), written with the upstream's: over an
+   * engine's (OpenAI's API sends an `x-request-id` of its own), under a peer's (its `x-gate-node`
+   * names who served the request; its request ID is this one, passed on).
+   */
   responseHeaders: Record<string, string>
   /** Path below the provider's `/v1`, e.g. `/chat/completions`. */
   path: string
@@ -34,11 +38,9 @@ const DONE = 'data: [DONE]'
 /** Response headers that describe one hop, not the message. */
 const HOP_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'date'])
 
-/** A response's headers without the hop-by-hop ones, added to `out`. */
-export function endToEndHeaders(
-  headers: IncomingHttpHeaders,
-  out: Record<string, string | string[]> = {},
-): Record<string, string | string[]> {
+/** A response's headers without the hop-by-hop ones. */
+export function endToEndHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {}
   for (const key in headers) {
     const value = headers[key]
     if (value !== undefined && !HOP_HEADERS.has(key)) out[key] = value
@@ -143,7 +145,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
       return
     }
     this.#status = statusCode
-    this.#headers = endToEndHeaders(headers, { ...this.#request.responseHeaders })
+    this.#headers = Object.assign(endToEndHeaders(headers), this.#request.responseHeaders)
     const type = headers['content-type']
     this.#stream = typeof type === 'string' && type.startsWith('text/event-stream')
     if (this.#stream) {

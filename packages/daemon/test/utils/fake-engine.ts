@@ -16,6 +16,7 @@
  * - usage: prompt_tokens = whitespace-separated words of the prompt text (at least 1),
  *   completion_tokens = `chunks` (at least 1), total = their sum. Same streamed or not.
  *
+ * With `kind: 'openai'` every response carries an `x-request-id` of its own, as OpenAI's do.
  * Anything unrouted gets 404 with an OpenAI error body. `requests` records every request at arrival
  * (body filled in once read). `aborted` counts responses whose connection closed before they ended,
  * except the ones the fake cut itself (`close-before-headers`, `close-mid-stream`).
@@ -699,6 +700,7 @@ export function startFakeEngine(options: FakeEngineOptions = {}): Promise<FakeEn
     return notFound(method, path)
   }
 
+  let served = 0
   const server = http.createServer({ noDelay: true }, (req, res) => {
     const record: RecordedRequest = {
       method: req.method ?? 'GET',
@@ -707,6 +709,8 @@ export function startFakeEngine(options: FakeEngineOptions = {}): Promise<FakeEn
       body: '',
     }
     if (options.record !== false) engine.requests.push(record)
+    // Like OpenAI's API: its own request ID on every response.
+    if (kind === 'openai') res.setHeader('x-request-id', `req_${++served}`)
     const st: RequestState = { req, res, record, selfClosed: false, timer: undefined }
     res.on('close', () => {
       if (st.timer !== undefined) clearTimeout(st.timer)
