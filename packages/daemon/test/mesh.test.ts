@@ -299,6 +299,23 @@ describe('routing by model across peers', () => {
     )
     assert.equal(posts(engineC) - beforeC, 4)
     assert.ok(posts(engineB) > beforeB, 'B was tried first at least once and failed over')
+
+    // A's own engine for the model fails before answering: a peer serves the request instead.
+    await using engineA = await startFakeEngine({ models: [MODEL] })
+    engineA.fail = 'status503'
+    await rpc(a).call('update_config', { config: { providers: [providerFor('local', engineA)] } })
+    const { data, response } = await a.client.chat.completions.create(chat('local fails')).withResponse()
+    assert.equal(data.choices[0]?.message.content, replyText('local fails'))
+    assert.equal(response.headers.get('x-gate-node'), c.daemon.nodeId)
+    assert.equal(posts(engineA), 1, "A's engine was tried first")
+    // Named, this node serves the request itself: the engine's answer, with no peer to fail over to.
+    const named = await fetch(`${a.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-target-node': a.daemon.nodeId },
+      body: JSON.stringify(chat('only here')),
+    })
+    assert.equal(named.status, 503)
+    assert.equal(named.headers.get('x-gate-node'), a.daemon.nodeId)
   })
 })
 

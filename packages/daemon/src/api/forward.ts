@@ -52,14 +52,19 @@ export function endToEndHeaders(headers: IncomingHttpHeaders): Record<string, st
  * Sends the request to each candidate in turn until one answers, failing over only while no
  * byte has reached the client. SSE responses are piped chunk by chunk with backpressure (the
  * upstream is paused while the client's socket is full); other responses are held until complete
- * so an engine dying mid-body becomes a clean 502 instead of a truncated 200.
+ * so an engine dying mid-body becomes a clean 502 instead of a truncated 200. `more`: there are
+ * other candidates after these (peers), so the last one's 5xx is a failure, not the answer.
  */
-export async function forward(request: ForwardRequest, candidates: Provider[]): Promise<ForwardResult> {
+export async function forward(
+  request: ForwardRequest,
+  candidates: Provider[],
+  more = false,
+): Promise<ForwardResult> {
   let last: ForwardResult | undefined
   for (let i = 0; i < candidates.length; i++) {
     const provider = candidates[i] as Provider
     if (!provider.breaker.tryAcquire()) continue
-    const result = await attempt(request, provider, i === candidates.length - 1)
+    const result = await attempt(request, provider, !more && i === candidates.length - 1)
     if (result.ok && result.status < 500) provider.breaker.success()
     else if (clientGone(request.res)) provider.breaker.release()
     else provider.breaker.failure()

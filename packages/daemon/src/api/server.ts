@@ -273,6 +273,8 @@ export class ApiServer {
     ex.model = model
     ex.stream = stream
     const target = req.headers['x-target-node']
+    /** This node was named: its own providers serve the request, with no peer to fail over to. */
+    let named = false
     if (typeof target === 'string' && target !== '') {
       const nodeId = parseNodeId(target)
       if (nodeId !== this.#c.nodeId) {
@@ -280,6 +282,7 @@ export class ApiServer {
           throw new NotFoundError(`unknown node ${nodeId}: it is not in network.trusted_peers`)
         return this.#forwardToPeers(ex, [nodeId], sub, body, config)
       }
+      named = true
     }
     const { providers } = this.#c
     let candidates = providers.candidates(model)
@@ -287,8 +290,9 @@ export class ApiServer {
       await providers.settle()
       candidates = providers.candidates(model)
     }
+    // A peer request is served here or not at all: peers do not pass requests on.
+    const peers = named || peer !== undefined ? [] : this.#c.mesh.candidates(model)
     if (candidates.length === 0) {
-      const peers = this.#c.mesh.candidates(model)
       if (peers.length > 0) return this.#forwardToPeers(ex, peers, sub, body, config, true)
       if (providers.knows(model)) throw new UnavailableError(`no healthy provider for model "${model}"`)
       throw new NotFoundError(`model "${model}" not found`, { param: 'model' })
@@ -303,6 +307,7 @@ export class ApiServer {
         timeoutMs: config.security.request_timeout * 1000,
       },
       candidates,
+      peers.length > 0,
     )
     ex.forwarded = forwarding
     const result = await forwarding
@@ -311,6 +316,11 @@ export class ApiServer {
       ex.usage = result.usage
       ex.complete = true
       return
+    }
+    if (!result.sent && !clientGone(res) && peers.length > 0) {
+      // No local provider answered, and nothing has reached the client: the peers that have it.
+      ex.provider = null
+      return this.#forwardToPeers(ex, peers, sub, body, config, true)
     }
     ex.error = result.error.message
     if (!result.sent && !clientGone(res)) sendError(ex.res, result.error as GateError, ex.headers)
