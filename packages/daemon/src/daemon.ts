@@ -239,6 +239,7 @@ export class Daemon {
         requests: () => requestLog.counts(),
         usage: () => requestLog.usage,
         consumed: () => requestLog.consumed,
+        peers: () => running.mesh.peers.health(),
       }
       await writeFileAtomic(paths.runtime, `${JSON.stringify(running.runtime, null, 2)}\n`, { mode: 0o600 })
       logger.info(

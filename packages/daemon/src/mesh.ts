@@ -70,7 +70,7 @@ export class Mesh {
   }
 
   static async start(init: MeshInit): Promise<Mesh> {
-    const { network, security } = init.config()
+    const { network } = init.config()
     const node = await createP2PNode({
       identity: init.identity,
       host: network.p2p_host,
@@ -88,7 +88,10 @@ export class Mesh {
     await node.handle(
       HTTP_PROTOCOL,
       httpStreamHandler((request, response) => init.serve(request, response, nodeIdOf(request.connection)), {
-        maxBodyBytes: security.max_body_bytes,
+        // Read for each stream, so that a change to the config applies at once.
+        get maxBodyBytes() {
+          return init.config().security.max_body_bytes
+        },
         onProtocolError,
         refuse: (connection) => mesh.#refuse(nodeIdOf(connection)),
       }),

@@ -19,6 +19,15 @@ export interface MetricSources {
   usage(): Iterable<[consumer: string, totals: UsageTotals]>
   /** Requests and tokens this node's clients consumed from each peer. */
   consumed(): Iterable<[node: string, totals: UsageTotals]>
+  /** Trusted peers: connected or not, and their breakers. */
+  peers(): Iterable<PeerHealth>
+}
+
+/** What the peer gauges read on each scrape. */
+export interface PeerHealth {
+  node_id: string
+  connected: boolean
+  breaker: string
 }
 
 const NO_SOURCES: MetricSources = {
@@ -27,6 +36,7 @@ const NO_SOURCES: MetricSources = {
   requests: () => [],
   usage: () => [],
   consumed: () => [],
+  peers: () => [],
 }
 
 /** The daemon's Prometheus metrics, one registry per daemon so tests can run several. */
@@ -69,6 +79,17 @@ export class Metrics {
         this.tokens.inc({ consumer, kind: 'prompt' }, totals.prompt_tokens)
         this.tokens.inc({ consumer, kind: 'completion' }, totals.completion_tokens)
       }
+    },
+  })
+  readonly consumerRequests: Counter = new Counter({
+    name: 'gate_consumer_requests_total',
+    help: 'Requests served, by consumer (local, key:<fingerprint>, or peer:<node ID>)',
+    labelNames: ['consumer'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.consumerRequests.reset()
+      for (const [consumer, totals] of this.sources.usage())
+        this.consumerRequests.inc({ consumer }, totals.requests)
     },
   })
   readonly consumedRequests: Counter = new Counter({
@@ -126,6 +147,27 @@ export class Metrics {
       this.breakerOpen.reset()
       for (const p of this.sources.providers())
         this.breakerOpen.set({ provider: p.name }, p.breaker === 'closed' ? 0 : 1)
+    },
+  })
+  readonly peerUp = new Gauge({
+    name: 'gate_peer_up',
+    help: '1 when the trusted peer is connected',
+    labelNames: ['peer'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.peerUp.reset()
+      for (const p of this.sources.peers()) this.peerUp.set({ peer: p.node_id }, p.connected ? 1 : 0)
+    },
+  })
+  readonly peerBreakerOpen = new Gauge({
+    name: 'gate_peer_breaker_open',
+    help: "1 when the trusted peer's circuit breaker is open or half-open",
+    labelNames: ['peer'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.peerBreakerOpen.reset()
+      for (const p of this.sources.peers())
+        this.peerBreakerOpen.set({ peer: p.node_id }, p.breaker === 'closed' ? 0 : 1)
     },
   })
 }

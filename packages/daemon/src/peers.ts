@@ -14,6 +14,7 @@ import type { Logger } from 'pino'
 import type { ConfigManager } from './config-manager.ts'
 import { PEER_BACKOFF_MAX_MS, PEER_DIAL_TIMEOUT_MS, PEER_REFRESH_MS } from './constants.ts'
 import type { EventBus } from './events.ts'
+import type { PeerHealth } from './metrics.ts'
 import { Breaker } from './providers/breaker.ts'
 import { describeError } from './providers/provider.ts'
 
@@ -268,6 +269,12 @@ export class PeerManager {
       next_attempt:
         state?.status === 'failed' && state.retry_at > 0 ? new Date(state.retry_at).toISOString() : null,
     }
+  }
+
+  /** Tracked trusted peers: connected or not, and their breakers (for `/metrics`). */
+  *health(): Generator<PeerHealth> {
+    for (const p of this.#peers.values())
+      yield { node_id: p.node_id, connected: p.status === 'connected', breaker: p.breaker.state }
   }
 
   /** Every node known: tracked trusted peers, and any other node connected now (e.g. for the DHT). */

@@ -96,6 +96,13 @@ for (const transport of ['quic', 'tcp'] as const) {
       assert.equal(consumed?.completion_tokens, served?.completion_tokens)
       const metrics = await (await fetch(`${a.controlUrl}/metrics`)).text()
       assert.match(metrics, new RegExp(`gate_peer_consumed_requests_total\\{peer="${b.daemon.nodeId}"\\} 2`))
+      assert.match(metrics, new RegExp(`gate_peer_up\\{peer="${b.daemon.nodeId}"\\} 1`))
+      assert.match(metrics, new RegExp(`gate_peer_breaker_open\\{peer="${b.daemon.nodeId}"\\} 0`))
+      const atBMetrics = await (await fetch(`${b.controlUrl}/metrics`)).text()
+      assert.match(
+        atBMetrics,
+        new RegExp(`gate_consumer_requests_total\\{consumer="peer:${a.daemon.nodeId}"\\} 2`),
+      )
     })
   })
 }
@@ -241,6 +248,32 @@ describe('limits on peers', () => {
       [429, '2'],
     ])
     assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 2)
+  })
+})
+
+describe('live limits on peers', () => {
+  it("applies a raised body limit to peers' requests at once", async () => {
+    await using engine = await startFakeEngine({ models: [MODEL] })
+    await using b = await startTestDaemon({
+      providers: [providerFor('engine', engine)],
+      security: { max_body_bytes: 1000 },
+    })
+    await using a = await startTestDaemon()
+    await trust(a, b)
+    await trust(b, a)
+    const send = () =>
+      fetch(`${a.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-target-node': b.daemon.nodeId },
+        body: JSON.stringify(chat('x'.repeat(5000))),
+      })
+    const refused = await send()
+    assert.equal(refused.status, 502, "over B's limit")
+    assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 0)
+    await rpc(b).call('update_config', { config: { security: { max_body_bytes: 100_000 } } })
+    const accepted = await send()
+    assert.equal(accepted.status, 200)
+    assert.equal((await accepted.json()).choices[0].message.content, replyText('x'.repeat(5000)))
   })
 })
 

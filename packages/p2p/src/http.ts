@@ -121,7 +121,7 @@ export interface ResponseWriter {
 }
 
 export interface HttpServerOptions {
-  /** Largest request body taken; a larger one resets the stream. */
+  /** Largest request body taken; a larger one resets the stream. Read for each stream. */
   maxBodyBytes: number
   /** How long the whole request may take to arrive. @default REQUEST_READ_TIMEOUT_MS */
   requestTimeoutMs?: number
