@@ -2,6 +2,7 @@
  * The daemon's `config.json`: its schema, its defaults and validation whose messages name the
  * exact field at fault (`network.http_port: expected integer 0–65535, got "abc"`).
  */
+import { isIP } from 'node:net'
 import { z } from 'zod'
 import { ConfigError } from './errors.ts'
 
@@ -37,6 +38,9 @@ const port = z.int({ error: 'expected integer 0–65535' }).min(0).max(65535)
 const positiveInt = z.int({ error: 'expected a positive integer' }).min(1)
 const positiveNumber = z.number({ error: 'expected a positive number' }).positive()
 const nonEmpty = z.string({ error: 'expected a non-empty string' }).min(1)
+const ipAddress = z
+  .string({ error: 'expected an IPv4 or IPv6 address' })
+  .refine((s) => isIP(s) !== 0, 'expected an IPv4 or IPv6 address')
 const url = z
   .string({ error: 'expected an http(s) URL' })
   .refine((s) => URL.canParse(s) && /^https?:$/.test(new URL(s).protocol), 'expected an http(s) URL')
@@ -62,7 +66,7 @@ export const ConfigSchema = z.strictObject({
       http_port: port.default(DEFAULT_HTTP_PORT),
       control_port: port.default(DEFAULT_CONTROL_PORT),
       p2p_port: port.default(DEFAULT_P2P_PORT),
-      p2p_host: nonEmpty.default('0.0.0.0'),
+      p2p_host: ipAddress.default('0.0.0.0'),
       trusted_peers: z.array(nonEmpty).default([]),
       bootstrap: z.array(nonEmpty).default([]),
       mdns: z.boolean().default(false),

@@ -53,10 +53,15 @@ describe('config', () => {
     assert.deepEqual(issuesOf({ network: { http_port: 'abc' } }), [
       'network.http_port: expected integer 0–65535, got "abc"',
     ])
-    assert.deepEqual(issuesOf({ network: { control_port: 70000, max_connections: 0 } }), [
-      'network.control_port: expected integer 0–65535, got 70000',
-      'network.max_connections: expected a positive integer, got 0',
-    ])
+    assert.deepEqual(
+      issuesOf({ network: { control_port: 70000, max_connections: 0, p2p_host: 'localhost' } }),
+      [
+        'network.control_port: expected integer 0–65535, got 70000',
+        'network.p2p_host: expected an IPv4 or IPv6 address, got "localhost"',
+        'network.max_connections: expected a positive integer, got 0',
+      ],
+    )
+    assert.equal(parseConfig({ network: { p2p_host: '::' } }).network.p2p_host, '::')
     assert.deepEqual(issuesOf({ providers: [{ name: '', kind: 'ollama', url: 'ftp://x' }] }), [
       'providers[0].name: expected a non-empty string, got ""',
       'providers[0].url: expected an http(s) URL, got "ftp://x"',

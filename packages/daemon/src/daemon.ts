@@ -86,6 +86,8 @@ export class Daemon {
   readonly metrics = new Metrics()
   /** Pairing codes made by `create_invite`, valid until used, expired or the process ends. */
   readonly invites = new Invites()
+  /** The node ID of the identity last saved over RPC; a restart takes it up when it is another. */
+  savedNodeId: string | undefined
   readonly #init: DaemonInit
   #running: Running | undefined
   #startedAt = 0

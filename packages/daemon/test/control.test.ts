@@ -190,6 +190,15 @@ describe('control port', () => {
     })
     await waitFor(() => seen.some((e) => e.event === 'request'))
     await stop()
+    // Its start, then its end, under one ID.
+    const started = seen.findIndex((e) => e.event === 'request_start')
+    const ended = seen.findIndex((e) => e.event === 'request')
+    assert.ok(started >= 0 && started < ended, seen.map((e) => e.event).join())
+    const start = seen[started]?.data as { id: string; model: string; stream: boolean }
+    assert.deepEqual(
+      { model: start.model, stream: start.stream, id: start.id },
+      { model: 'llama3.2:1b', stream: false, id: (seen[ended]?.data as { id: string }).id },
+    )
     const metrics = await client.call('get_metrics')
     assert.equal(metrics.requests.total, 1)
     assert.equal(metrics.requests.by_status['200'], 1)
@@ -283,6 +292,7 @@ describe('control port', () => {
     const saved = await client.call('generate_keypair', { save: true })
     assert.equal(saved.private_key, undefined, 'a saved key is not returned')
     assert.deepEqual(saved.restart_required, ['identity'])
+    assert.deepEqual((await client.call('node_status')).restart_required, ['identity'])
     await client.call('node_restart')
     await waitFor(async () => {
       try {
@@ -291,6 +301,12 @@ describe('control port', () => {
         return false
       }
     })
+    // Restarted on new ports.
+    const restarted = createRpcClient({
+      url: `http://127.0.0.1:${gate.daemon.runtime.control.port}`,
+      token: gate.token,
+    })
+    assert.deepEqual((await restarted.call('node_status')).restart_required, [])
   })
 
   it('warns when a key saved over RPC can only be stored unencrypted', async () => {

@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net'
 import { noise } from '@chainsafe/libp2p-noise'
 import { quic } from '@chainsafe/libp2p-quic'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -29,7 +30,7 @@ export type GateLibp2p = Libp2p<GateServices>
 
 export interface P2PNodeInit {
   identity: Identity
-  /** `network.p2p_host`, e.g. `0.0.0.0`. */
+  /** `network.p2p_host`: an IPv4 or IPv6 address, e.g. `0.0.0.0` or `::`. */
   host: string
   /** `network.p2p_port`: QUIC on UDP and TCP on the same number; 0 picks free ports. */
   port: number
@@ -64,11 +65,12 @@ export const DHT_INIT = {
  */
 export async function createP2PNode(init: P2PNodeInit): Promise<GateLibp2p> {
   const { host, port } = init
+  const ip = isIPv6(host) ? 'ip6' : 'ip4'
   return createLibp2p({
     ...(init.maxConnections ? { connectionManager: { maxConnections: init.maxConnections } } : {}),
     peerDiscovery: init.mdns ? [mdns({ serviceTag: MDNS_SERVICE_TAG })] : [],
     privateKey: libp2pPrivateKey(init.identity),
-    addresses: { listen: [`/ip4/${host}/udp/${port}/quic-v1`, `/ip4/${host}/tcp/${port}`] },
+    addresses: { listen: [`/${ip}/${host}/udp/${port}/quic-v1`, `/${ip}/${host}/tcp/${port}`] },
     // QUIC brings its own TLS 1.3 and stream muxing; noise and yamux serve TCP only.
     transports: [quic(), tcp()],
     connectionEncrypters: [noise()],

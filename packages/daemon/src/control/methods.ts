@@ -61,7 +61,10 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
         control: daemon.runtime.control,
         providers: { total: list.length, healthy: list.filter((p) => p.healthy === true).length },
         active_requests: api.active,
-        restart_required: [...config.restartRequired],
+        restart_required: [
+          ...config.restartRequired,
+          ...(daemon.savedNodeId !== undefined && daemon.savedNodeId !== daemon.nodeId ? ['identity'] : []),
+        ],
       }
     },
     node_shutdown: async () => {
@@ -204,6 +207,7 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
       const identity = generateIdentity()
       if (save) {
         await saveIdentity({ ...daemon.keyStore, identity })
+        daemon.savedNodeId = identity.nodeId
         return { node_id: identity.nodeId, peer_id: identity.peerId, restart_required: ['identity'] }
       }
       return {
@@ -217,6 +221,7 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
     import_identity: async ({ identity: text }) => {
       const identity = parseExportedIdentity(text)
       await saveIdentity({ ...daemon.keyStore, identity })
+      daemon.savedNodeId = identity.nodeId
       return {
         node_id: identity.nodeId,
         restart_required: identity.nodeId === daemon.nodeId ? [] : ['identity'],

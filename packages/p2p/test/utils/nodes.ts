@@ -7,12 +7,10 @@ import { createP2PNode, type GateLibp2p } from '../../src/index.ts'
 export type Transport = 'quic' | 'tcp'
 export const TRANSPORTS: Transport[] = ['quic', 'tcp']
 
-/** Started nodes on 127.0.0.1 with random ports; disposing stops them all. */
-export async function startNodes(count: number): Promise<GateLibp2p[] & AsyncDisposable> {
+/** Started nodes on `host` (default 127.0.0.1) with random ports; disposing stops them all. */
+export async function startNodes(count: number, host = '127.0.0.1'): Promise<GateLibp2p[] & AsyncDisposable> {
   const nodes = await Promise.all(
-    Array.from({ length: count }, () =>
-      createP2PNode({ identity: generateIdentity(), host: '127.0.0.1', port: 0 }),
-    ),
+    Array.from({ length: count }, () => createP2PNode({ identity: generateIdentity(), host, port: 0 })),
   )
   return Object.assign(nodes, {
     [Symbol.asyncDispose]: async () => {
