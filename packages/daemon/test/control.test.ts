@@ -195,9 +195,10 @@ describe('control port', () => {
     const ended = seen.findIndex((e) => e.event === 'request')
     assert.ok(started >= 0 && started < ended, seen.map((e) => e.event).join())
     const start = seen[started]?.data as { id: string; model: string; stream: boolean }
+    const end = seen[ended]?.data as { id: string }
     assert.deepEqual(
       { model: start.model, stream: start.stream, id: start.id },
-      { model: 'llama3.2:1b', stream: false, id: (seen[ended]?.data as { id: string }).id },
+      { model: 'llama3.2:1b', stream: false, id: end.id },
     )
     const metrics = await client.call('get_metrics')
     assert.equal(metrics.requests.total, 1)
