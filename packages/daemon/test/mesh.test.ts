@@ -251,6 +251,42 @@ describe('limits on peers', () => {
   })
 })
 
+describe('the concurrency cap on peers', () => {
+  it("answers a peer's request over the cap with 429, as a local one", async () => {
+    await using engine = await startFakeEngine({ models: [MODEL] })
+    await using b = await startTestDaemon({
+      providers: [providerFor('engine', engine)],
+      security: { max_concurrent_requests: 1 },
+    })
+    await using a = await startTestDaemon()
+    await trust(a, b)
+    await trust(b, a)
+    engine.fail = 'hang'
+    const target = { 'content-type': 'application/json', 'x-target-node': b.daemon.nodeId }
+    const controller = new AbortController()
+    const hanging = fetch(`${a.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: target,
+      body: JSON.stringify(chat('hang')),
+      signal: controller.signal,
+    }).catch(() => null)
+    await waitFor(() => engine.requests.some((r) => r.method === 'POST'), {
+      label: 'the first request at the engine',
+    })
+    const over = await fetch(`${a.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: target,
+      body: JSON.stringify(chat('over')),
+    })
+    assert.equal(over.status, 429)
+    assert.ok(over.headers.get('retry-after'))
+    assert.equal((await over.json()).error.type, 'rate_limit_error')
+    assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 1)
+    controller.abort()
+    await hanging
+  })
+})
+
 describe('live limits on peers', () => {
   it("applies a raised body limit to peers' requests at once", async () => {
     await using engine = await startFakeEngine({ models: [MODEL] })
@@ -397,7 +433,9 @@ describe('peers over the control port', () => {
     const cache = JSON.parse(await readFile(join(a.home, 'peers.json'), 'utf8'))
     assert.ok(cache.peers[b.daemon.nodeId]?.some((x: string) => x.includes('/tcp/')))
 
+    const nodeId = a.daemon.nodeId
     await a.daemon.restart()
+    assert.equal(a.daemon.nodeId, nodeId, 'the same identity after a restart')
     await waitFor(
       async () => (await rpc(a).call('peer_info', { node_id: b.daemon.nodeId })).peer.status === 'connected',
       {
@@ -411,5 +449,31 @@ describe('peers over the control port', () => {
     assert.deepEqual((await rpc(a).call('list_peers')).peers, [])
     assert.deepEqual(a.daemon.config.network.trusted_peers, [])
     assert.deepEqual(await rpc(a).call('remove_peer', { node_id: b.daemon.nodeId }), { removed: false })
+  })
+
+  it('adds a peer by node ID alone, found through the DHT, and sends it requests', async () => {
+    await using engine = await startFakeEngine({ models: [MODEL] })
+    await using hub = await startTestDaemon()
+    const bootstrap = [addressOf(hub)]
+    await using b = await startTestDaemon({
+      providers: [providerFor('engine', engine)],
+      network: { bootstrap },
+    })
+    await using a = await startTestDaemon({ network: { bootstrap } })
+    await trust(b, a)
+    // Wait until the hub knows B, so that a lookup through the hub can find it.
+    await waitFor(
+      async () => (await rpc(hub).call('network_state')).nodes.some((n) => n.node_id === b.daemon.nodeId),
+      {
+        label: 'the hub knows B',
+      },
+    )
+    const { peer } = await rpc(a).call('add_peer', { node_id: b.daemon.nodeId })
+    assert.equal(peer.status, 'connected', peer.error ?? '')
+    assert.ok(peer.addresses.length > 0)
+    const reply = await a.client.chat.completions.create(chat('found'), {
+      headers: { 'x-target-node': b.daemon.nodeId },
+    })
+    assert.equal(reply.choices[0]?.message.content, replyText('found'))
   })
 })
