@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
-import { mkdir, readFile, stat, utimes, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { describe, it } from 'node:test'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -346,6 +347,128 @@ describe('gate CLI with a daemon', () => {
         daemon.kill('SIGKILL')
       }
     }
+  })
+
+  it('writes control.token, identity.key and daemon.json for the owner only (0600)', async () => {
+    await using gate = await gateHome()
+    // With the usual umask a file written without an explicit mode would be 0644.
+    const umask = process.umask(0o022)
+    try {
+      const started = await gate.run(['daemon', '--background'])
+      assert.equal(started.code, 0, started.stderr)
+    } finally {
+      process.umask(umask)
+    }
+    for (const file of ['control.token', 'identity.key', 'daemon.json']) {
+      assert.equal((await stat(join(gate.home, file))).mode & 0o777, 0o600, file)
+    }
+    // The token is the one the control port takes: `gate status` reads it to connect.
+    assert.match(await readFile(join(gate.home, 'control.token'), 'utf8'), /^[\w-]{43}\n$/)
+    assert.equal((await gate.run(['status'])).code, 0)
+  })
+
+  it('reads its config from --config, keeping its other files in the data dir', async () => {
+    await using gate = await gateHome()
+    await using engine = await startFakeEngine({ models: ['llama3.2:1b'] })
+    await using nothing = await startFakeEngine()
+    await nothing.stop() // a free port, for the HTTP port the other config names
+    const elsewhere = await mkdtemp(join(tmpdir(), 'gate-cli-config-'))
+    try {
+      const path = join(elsewhere, 'gate.json')
+      await writeFile(
+        path,
+        JSON.stringify({
+          network: { http_port: nothing.port, control_port: 0, p2p_port: 0, p2p_host: '127.0.0.1' },
+          providers: [{ name: 'elsewhere', kind: 'openai', url: engine.url }],
+        }),
+      )
+      const inHome = await readFile(join(gate.home, 'config.json'), 'utf8')
+
+      const started = await gate.run(['daemon', '--background', '--config', path])
+      assert.equal(started.code, 0, started.stderr)
+      assert.match(started.stdout, new RegExp(`OpenAI API on http://127\\.0\\.0\\.1:${nothing.port}/v1`))
+      const status = JSON.parse((await gate.run(['status', '--json'])).stdout)
+      assert.equal(status.http.port, nothing.port)
+      assert.deepEqual(
+        status.provider_list.map((p: { name: string }) => p.name),
+        ['elsewhere'],
+      )
+      const client = new OpenAI({
+        baseURL: `http://127.0.0.1:${nothing.port}/v1`,
+        apiKey: 'unused',
+        maxRetries: 0,
+      })
+      await waitFor(async () => (await client.models.list()).data.length > 0, { timeoutMs: 10_000 })
+      const reply = await client.chat.completions.create({
+        model: 'llama3.2:1b',
+        messages: [{ role: 'user', content: 'elsewhere' }],
+      })
+      assert.ok(reply.choices[0]?.message.content)
+
+      // A change made through the daemon goes to that file, not to the data dir's.
+      const set = await gate.run(['config', 'set', 'node.log_level', 'debug'])
+      assert.equal(set.code, 0, set.stderr)
+      assert.equal(JSON.parse(await readFile(path, 'utf8')).node.log_level, 'debug')
+      assert.equal(await readFile(join(gate.home, 'config.json'), 'utf8'), inHome)
+      // Only the config moved: the key, token and runtime files are in the data dir.
+      assert.deepEqual(await readdir(elsewhere), ['gate.json'])
+      for (const file of ['identity.key', 'control.token', 'daemon.json']) await stat(join(gate.home, file))
+      assert.equal((await gate.run(['stop'])).code, 0)
+    } finally {
+      await gate.run(['stop'])
+      await rm(elsewhere, { recursive: true, force: true })
+    }
+  })
+
+  it('refuses to start on a broken config.json with one line naming the fault, and leaves the file', async () => {
+    await using gate = await gateHome()
+    const path = join(gate.home, 'config.json')
+    const network = { control_port: 0, p2p_port: 0, p2p_host: '127.0.0.1' }
+    const cases: Array<[string, RegExp]> = [
+      ['{"network": {', /^error: config is not valid JSON at line 1, column 14$/],
+      [
+        JSON.stringify({ network: { ...network, http_port: 'abc' } }, null, 2),
+        /^error: network\.http_port: expected integer 0–65535, got "abc"$/,
+      ],
+    ]
+    for (const [text, pattern] of cases) {
+      await writeFile(path, text)
+      // In the background first: a daemon that starts anyway fails the test at once.
+      for (const args of [['daemon', '--background'], ['daemon']]) {
+        assertOneLineError(await gate.run(args), pattern)
+        assert.deepEqual(await readFile(path), Buffer.from(text), `${args.join(' ')} left the file as it was`)
+      }
+    }
+    assert.equal((await gate.run(['status'])).stderr, NOT_RUNNING)
+    await assert.rejects(stat(join(gate.home, 'daemon.json')), /ENOENT/)
+  })
+
+  it('refuses to start with a wrong passphrase and keeps the identity it has', async () => {
+    await using gate = await gateHome()
+    assert.equal((await gate.run(['daemon', '--background'])).code, 0)
+    assert.equal((await gate.run(['stop'])).code, 0)
+    const nodeId = JSON.parse((await gate.run(['identity', 'show', '--json'])).stdout).node_id as string
+    const path = join(gate.home, 'identity.key')
+    const key = await readFile(path)
+    assert.match(key.toString(), /"protection": "passphrase"/)
+
+    for (const args of [['daemon', '--background'], ['daemon']]) {
+      assertOneLineError(
+        await gate.run(args, { env: { GATE_PASSPHRASE: 'wrong' } }),
+        /^error: wrong passphrase for identity\.key$/,
+      )
+      assert.deepEqual(await readFile(path), key, `${args.join(' ')} left identity.key as it was`)
+    }
+    assertOneLineError(
+      await gate.run(['daemon', '--background'], { env: { GATE_PASSPHRASE: undefined } }),
+      /^error: identity\.key is encrypted with a passphrase: set GATE_PASSPHRASE$/,
+    )
+    assert.deepEqual(await readFile(path), key)
+    assert.equal((await gate.run(['status'])).stderr, NOT_RUNNING)
+
+    // The right passphrase still opens it: the same node starts.
+    assert.equal((await gate.run(['daemon', '--background'])).code, 0)
+    assert.equal(JSON.parse((await gate.run(['status', '--json'])).stdout).node_id, nodeId)
   })
 
   it('exports and imports identities; a wrong passphrase is a clear error', async () => {

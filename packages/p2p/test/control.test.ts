@@ -8,7 +8,7 @@ import {
   controlRequest,
   controlStreamHandler,
 } from '../src/index.ts'
-import { connect, startPair, TRANSPORTS } from './utils/nodes.ts'
+import { connect, startPair, TRANSPORTS, waitUntil } from './utils/nodes.ts'
 
 const CAPABILITIES: Capabilities = {
   node_id: 'x',
@@ -93,6 +93,57 @@ for (const transport of TRANSPORTS) {
       assert.equal(open(), 0, 'the server reset the flooded stream')
       flooded.abort(new Error('done'))
       assert.deepEqual(await ask({ type: 'ping' }), { type: 'pong' })
+    })
+
+    it('resets a stream whose frame is cut short by its writer closing, and only that one', async () => {
+      await using pair = await startPair()
+      const { a, b } = pair
+      const seen: ControlPayload[] = []
+      const broken: string[] = []
+      const held = Promise.withResolvers<void>()
+      await b.handle(
+        CONTROL_PROTOCOL,
+        controlStreamHandler(
+          async (payload) => {
+            seen.push(payload)
+            if (payload.type !== 'capability_request') return { type: 'pong' }
+            await held.promise
+            return { type: 'capability_response', capabilities: CAPABILITIES }
+          },
+          { onProtocolError: (err) => broken.push(err.message) },
+        ),
+      )
+      const connection = await connect(a, b, transport)
+      const ask = async (payload: ControlPayload) =>
+        controlRequest(await connection.newStream(CONTROL_PROTOCOL), payload, AbortSignal.timeout(5000))
+      const open = () =>
+        b
+          .getConnections(a.peerId)
+          .flatMap((c) => c.streams)
+          .filter((s) => s.protocol === CONTROL_PROTOCOL)
+      // A request held by the handler, on a stream of its own, while another stream breaks.
+      const pending = controlRequest(
+        await connection.newStream(CONTROL_PROTOCOL),
+        { type: 'capability_request' },
+        AbortSignal.timeout(15_000),
+      )
+      pending.catch(() => {}) // a failure is reported where it is awaited, below
+      await waitUntil(() => seen.length === 1, 'the held request to reach the handler')
+
+      // The length prefix announces 50 bytes; two come, then the writer closes.
+      const truncated = await connection.newStream(CONTROL_PROTOCOL)
+      truncated.send(Uint8Array.of(50, 1, 0x7b))
+      await truncated.close()
+      await waitUntil(() => broken.length > 0, 'the server to reset the truncated stream')
+      assert.deepEqual(broken, ['the stream ended before the exchange did'])
+      await waitUntil(() => open().length === 1, 'the server to drop the truncated stream')
+      assert.equal(seen.length, 1, 'the truncated request did not reach the handler')
+
+      held.resolve()
+      assert.deepEqual(await pending, { type: 'capability_response', capabilities: CAPABILITIES })
+      assert.equal(connection.status, 'open')
+      assert.deepEqual(await ask({ type: 'ping' }), { type: 'pong' })
+      assert.equal(broken.length, 1)
     })
   })
 }
