@@ -350,6 +350,7 @@ export class PeerManager {
 
   /** Trusted, connected peers that advertise `model`, best first: least loaded, then fastest. */
   candidates(model: string): PeerState[] {
+    if (this.#peers.size === 0) return [] // asked for every local request too (failover)
     const score = (p: PeerState) =>
       (p.capabilities?.load_factor ?? 1) + p.inflight * 0.25 + (p.rtt_ms ?? 1000) / 1000
     return [...this.#peers.values()]
