@@ -388,6 +388,62 @@ describe('routing by model across peers', () => {
   })
 })
 
+describe('a peer that stops taking requests', () => {
+  it('is failed over from before any byte, and its breaker opens', async () => {
+    await using engineB = await startFakeEngine({ models: [MODEL] })
+    await using engineC = await startFakeEngine({ models: [MODEL] })
+    await using b = await startTestDaemon(
+      { providers: [providerFor('engine', engineB)] },
+      { shutdownGraceMs: 10_000 },
+    )
+    await using c = await startTestDaemon({ providers: [providerFor('engine', engineC)] })
+    await using a = await startTestDaemon()
+    await trust(a, b)
+    await trust(a, c)
+    await trust(b, a)
+    await trust(c, a)
+    await waitFor(
+      async () =>
+        ((await a.client.models.list()).data[0] as unknown as { served_by: string[] }).served_by.length === 2,
+      {
+        label: 'both peers serve the model',
+      },
+    )
+    const posts = (e: typeof engineB) => e.requests.filter((r) => r.method === 'POST').length
+
+    // B is stopping: the request it is serving keeps it up, but it takes no new one.
+    engineB.fail = 'hang'
+    const controller = new AbortController()
+    const held = a.client.chat.completions
+      .create(chat('held'), { headers: { 'x-target-node': b.daemon.nodeId }, signal: controller.signal })
+      .catch(() => 'cancelled')
+    await waitFor(() => posts(engineB) === 1, { label: 'the held request at B' })
+    const nodeB = b.daemon.nodeId
+    const stopping = b.daemon.stop()
+    await sleep(150)
+
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        a.client.chat.completions.create(chat(`moved ${i}`)).withResponse(),
+      ),
+    )
+    assert.deepEqual(
+      results.map(({ data }) => data.choices[0]?.message.content),
+      Array.from({ length: 8 }, (_, i) => replyText(`moved ${i}`)),
+    )
+    assert.ok(results.every(({ response }) => response.headers.get('x-gate-node') === c.daemon.nodeId))
+    assert.equal(posts(engineC), 8)
+    assert.equal(posts(engineB), 1, 'B took nothing new')
+    // Tried first for some of them, B failed each time: its breaker is open.
+    const metrics = await (await fetch(`${a.controlUrl}/metrics`)).text()
+    assert.match(metrics, new RegExp(`gate_peer_breaker_open\\{peer="${nodeB}"\\} 1`))
+
+    controller.abort()
+    assert.equal(await held, 'cancelled')
+    await stopping
+  })
+})
+
 describe('peers over the control port', () => {
   it('adds, lists and removes peers; a restart keeps trust and finds the peer again from peers.json', async () => {
     await using engine = await startFakeEngine({ models: [MODEL] })
