@@ -1,4 +1,12 @@
-import { type Config, ForbiddenError, type Identity, peerIdToNodeId, UpstreamError } from '@gate/core'
+import {
+  type Config,
+  ForbiddenError,
+  type GateError,
+  type Identity,
+  PayloadTooLargeError,
+  peerIdToNodeId,
+  UpstreamError,
+} from '@gate/core'
 import {
   type Capabilities,
   CONTROL_PROTOCOL,
@@ -92,6 +100,13 @@ export class Mesh {
         get maxBodyBytes() {
           return init.config().security.max_body_bytes
         },
+        // The 413 a local client would get: the requester passes it on.
+        tooLarge: (limit) =>
+          answer(
+            init.identity.nodeId,
+            413,
+            new PayloadTooLargeError(`request body is larger than the ${limit}-byte limit`),
+          ),
         onProtocolError,
         refuse: (connection) => mesh.#refuse(nodeIdOf(connection)),
       }),
@@ -144,9 +159,8 @@ export class Mesh {
   /** The 403 for a node not in trusted_peers, answered before its request body is held. */
   #refuse(from: string): { head: ResponseHead; body: Uint8Array } | undefined {
     if (this.peers.isTrusted(from)) return undefined
-    const error = new ForbiddenError(`node ${this.#init.identity.nodeId} does not trust node ${from}`)
-    const body = new TextEncoder().encode(openAiErrorBody(error))
-    return { head: { status: 403, headers: { 'content-type': 'application/json' } }, body }
+    const self = this.#init.identity.nodeId
+    return answer(self, 403, new ForbiddenError(`node ${self} does not trust node ${from}`))
   }
 
   /** Trusted peers to try for `model`, best first. */
@@ -176,6 +190,12 @@ export class Mesh {
     await this.peers.flush()
     await this.node.stop()
   }
+}
+
+/** An error this node (`self`) answers in frames, with the body a local client would get. */
+function answer(self: string, status: number, error: GateError): { head: ResponseHead; body: Uint8Array } {
+  const body = new TextEncoder().encode(openAiErrorBody(error))
+  return { head: { status, headers: { 'content-type': 'application/json', 'x-gate-node': self } }, body }
 }
 
 /** Node IDs of connections' remote peers, each worked out once (from the PeerId's key), not per stream. */

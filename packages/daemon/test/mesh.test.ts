@@ -117,7 +117,8 @@ describe('X-Target-Node errors', () => {
       a.client.chat.completions.create(chat('x'), { headers: { 'x-target-node': b.daemon.nodeId } }),
       (err: unknown) =>
         err instanceof OpenAI.PermissionDeniedError &&
-        err.message.includes(`does not trust node ${a.daemon.nodeId}`),
+        err.message.includes(`does not trust node ${a.daemon.nodeId}`) &&
+        err.headers?.get('x-gate-node') === b.daemon.nodeId,
     )
     assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 0)
 
@@ -288,7 +289,7 @@ describe('the concurrency cap on peers', () => {
 })
 
 describe('live limits on peers', () => {
-  it("applies a raised body limit to peers' requests at once", async () => {
+  it("answers a peer's body over the limit with 413, and applies a raised limit at once", async () => {
     await using engine = await startFakeEngine({ models: [MODEL] })
     await using b = await startTestDaemon({
       providers: [providerFor('engine', engine)],
@@ -303,8 +304,11 @@ describe('live limits on peers', () => {
         headers: { 'content-type': 'application/json', 'x-target-node': b.daemon.nodeId },
         body: JSON.stringify(chat('x'.repeat(5000))),
       })
+    // Over B's limit: B's 413, as a local client of B's would get it.
     const refused = await send()
-    assert.equal(refused.status, 502, "over B's limit")
+    assert.equal(refused.status, 413)
+    assert.equal(refused.headers.get('x-gate-node'), b.daemon.nodeId)
+    assert.match((await refused.json()).error.message, /larger than the 1000-byte limit/)
     assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 0)
     await rpc(b).call('update_config', { config: { security: { max_body_bytes: 100_000 } } })
     const accepted = await send()

@@ -121,8 +121,13 @@ export interface ResponseWriter {
 }
 
 export interface HttpServerOptions {
-  /** Largest request body taken; a larger one resets the stream. Read for each stream. */
+  /**
+   * Largest request body taken; a larger one resets the stream, or, with `tooLarge`, is read to
+   * its end, dropped, and answered. Read for each stream.
+   */
   maxBodyBytes: number
+  /** The answer to a request whose body is over `limit` bytes. */
+  tooLarge?: (limit: number) => { head: ResponseHead; body: Uint8Array }
   /** How long the whole request may take to arrive. @default REQUEST_READ_TIMEOUT_MS */
   requestTimeoutMs?: number
   /** Told about streams reset for breaking the protocol. */
@@ -155,14 +160,24 @@ export function httpStreamHandler(
     const deadline = late.signal
     try {
       const head = await readHead(frames, deadline)
+      const limit = options.maxBodyBytes
       const refusal = options.refuse?.(connection)
       if (refusal) {
         await frames.writeAll(wholeMessage(refusal.head, refusal.body))
-        await readRequestBody(frames, options.maxBodyBytes, deadline, false)
+        await readRequestBody(frames, limit, deadline, { keep: false, drain: false })
         await stream.close().catch(() => {})
         return
       }
-      request = { head, body: await readRequestBody(frames, options.maxBodyBytes, deadline, true) }
+      const drain = options.tooLarge !== undefined
+      const body = await readRequestBody(frames, limit, deadline, { keep: true, drain })
+      if (body === null) {
+        // Read to its end (only with `tooLarge`) and answered.
+        const answer = options.tooLarge?.(limit)
+        if (answer) await frames.writeAll(wholeMessage(answer.head, answer.body))
+        await stream.close().catch(() => {})
+        return
+      }
+      request = { head, body }
     } catch (err) {
       options.onProtocolError?.(err as Error, connection)
       fail(stream, err)
@@ -222,13 +237,16 @@ async function readHead(frames: FrameStream, signal: AbortSignal): Promise<Reque
   return parseRequestHead(first.value)
 }
 
-/** The request body up to its end frame; `keep: false` reads it all but keeps none of it. */
+/**
+ * The request body up to its end frame; `keep: false` reads it all but keeps none of it. Over
+ * `maxBodyBytes` it is a protocol error, or with `drain`, null once the rest is read and dropped.
+ */
 async function readRequestBody(
   frames: FrameStream,
   maxBodyBytes: number,
   signal: AbortSignal,
-  keep: boolean,
-): Promise<Uint8Array> {
+  { keep, drain }: { keep: boolean; drain: boolean },
+): Promise<Uint8Array | null> {
   const parts: Uint8Array[] = []
   let size = 0
   for (;;) {
@@ -236,9 +254,10 @@ async function readRequestBody(
     if (frame.type === 'end') break
     if (frame.type !== 'data') throw new ProtocolError(`unexpected ${frame.type} frame in a request body`)
     size += frame.bytes.length
-    if (size > maxBodyBytes) throw new ProtocolError(`request body over ${maxBodyBytes} bytes`)
-    if (keep) parts.push(frame.bytes)
+    if (size > maxBodyBytes && !drain) throw new ProtocolError(`request body over ${maxBodyBytes} bytes`)
+    if (keep && size <= maxBodyBytes) parts.push(frame.bytes)
   }
+  if (size > maxBodyBytes) return null
   return parts.length === 1 ? (parts[0] as Uint8Array) : Buffer.concat(parts)
 }
 

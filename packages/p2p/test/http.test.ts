@@ -248,6 +248,47 @@ for (const transport of TRANSPORTS) {
       assert.deepEqual(refused, [a.peerId.toString(), a.peerId.toString()])
     })
 
+    it('answers a body over the limit with its tooLarge answer once the body is in, and keeps serving', async () => {
+      await using pair = await startPair()
+      const { a, b } = pair
+      const seen: number[] = []
+      const limits: number[] = []
+      const answer = encoder.encode('{"error":{"message":"too large"}}')
+      await b.handle(
+        HTTP_PROTOCOL,
+        httpStreamHandler(
+          async (request, response) => {
+            seen.push(request.body.length)
+            await response.whole({ status: 200, headers: {} }, new Uint8Array())
+          },
+          {
+            maxBodyBytes: 1024,
+            tooLarge: (limit) => {
+              limits.push(limit)
+              return { head: { status: 413, headers: { 'content-type': 'application/json' } }, body: answer }
+            },
+          },
+        ),
+      )
+      const connection = await connect(a, b, transport)
+      // Several flow-control windows: all of it is read (and dropped), so the sender is not left
+      // waiting for credit.
+      const over = await sendRequest(
+        connection,
+        { head: HEAD, body: new Uint8Array(3 * RECEIVE_WINDOW) },
+        timeout(),
+      )
+      assert.equal(over.head.status, 413)
+      const got: string[] = []
+      for await (const chunk of over.body) got.push(decoder.decode(chunk))
+      assert.equal(got.join(''), decoder.decode(answer))
+      assert.deepEqual(limits, [1024])
+      const ok = await sendRequest(connection, { head: HEAD, body: new Uint8Array(1024) }, timeout())
+      assert.equal(ok.head.status, 200)
+      for await (const _ of ok.body) assert.fail('no body expected')
+      assert.deepEqual(seen, [1024], 'only the request within the limit reached the handler')
+    })
+
     it('holds a fast writer back while the reader is slow', async () => {
       await using pair = await startPair()
       const { a, b } = pair
