@@ -425,10 +425,10 @@ describe('gate CLI with a daemon', () => {
     const path = join(gate.home, 'config.json')
     const network = { control_port: 0, p2p_port: 0, p2p_host: '127.0.0.1' }
     const cases: Array<[string, RegExp]> = [
-      ['{"network": {', /^error: config is not valid JSON at line 1, column 14$/],
+      ['{"network": {', /^error: \/.*\/config\.json: config is not valid JSON at line 1, column 14$/],
       [
         JSON.stringify({ network: { ...network, http_port: 'abc' } }, null, 2),
-        /^error: network\.http_port: expected integer 0–65535, got "abc"$/,
+        /^error: \/.*\/config\.json: network\.http_port: expected integer 0–65535, got "abc"$/,
       ],
     ]
     for (const [text, pattern] of cases) {

@@ -64,7 +64,13 @@ export class ConfigManager {
       this.#text = `${JSON.stringify(defaultConfig(), null, 2)}\n`
       await writeFileAtomic(this.path, this.#text, { mode: 0o600 })
     } else this.#text = text
-    this.#config = parseConfigText(this.#text)
+    try {
+      this.#config = parseConfigText(this.#text)
+    } catch (err) {
+      // Which file: with `--config` it may not be the one in the data dir.
+      if (err instanceof ConfigError) throw new ConfigError([`${this.path}: ${err.message}`])
+      throw err
+    }
     this.#startConfig = this.#config
     return this.#config
   }
