@@ -128,46 +128,40 @@ export class Metrics {
     registers: [this.registry],
     collect: () => this.activeStreams.set(this.sources.inflight().streams),
   })
-  readonly providerUp = new Gauge({
-    name: 'gate_provider_up',
-    help: '1 when the provider answered its last health check',
-    labelNames: ['provider'] as const,
-    registers: [this.registry],
-    collect: () => {
-      this.providerUp.reset()
-      for (const p of this.sources.providers()) this.providerUp.set({ provider: p.name }, p.healthy ? 1 : 0)
-    },
-  })
-  readonly breakerOpen = new Gauge({
-    name: 'gate_provider_breaker_open',
-    help: '1 when the provider circuit breaker is open or half-open',
-    labelNames: ['provider'] as const,
-    registers: [this.registry],
-    collect: () => {
-      this.breakerOpen.reset()
-      for (const p of this.sources.providers())
-        this.breakerOpen.set({ provider: p.name }, p.breaker === 'closed' ? 0 : 1)
-    },
-  })
-  readonly peerUp = new Gauge({
-    name: 'gate_peer_up',
-    help: '1 when the trusted peer is connected',
-    labelNames: ['peer'] as const,
-    registers: [this.registry],
-    collect: () => {
-      this.peerUp.reset()
-      for (const p of this.sources.peers()) this.peerUp.set({ peer: p.node_id }, p.connected ? 1 : 0)
-    },
-  })
-  readonly peerBreakerOpen = new Gauge({
-    name: 'gate_peer_breaker_open',
-    help: "1 when the trusted peer's circuit breaker is open or half-open",
-    labelNames: ['peer'] as const,
-    registers: [this.registry],
-    collect: () => {
-      this.peerBreakerOpen.reset()
-      for (const p of this.sources.peers())
-        this.peerBreakerOpen.set({ peer: p.node_id }, p.breaker === 'closed' ? 0 : 1)
-    },
-  })
+  readonly providerUp = this.#flags(
+    'gate_provider_up',
+    '1 when the provider answered its last health check',
+    'provider',
+    () => [...this.sources.providers()].map((p) => [p.name, p.healthy === true]),
+  )
+  readonly breakerOpen = this.#flags(
+    'gate_provider_breaker_open',
+    '1 when the provider circuit breaker is open or half-open',
+    'provider',
+    () => [...this.sources.providers()].map((p) => [p.name, p.breaker !== 'closed']),
+  )
+  readonly peerUp = this.#flags('gate_peer_up', '1 when the trusted peer is connected', 'peer', () =>
+    [...this.sources.peers()].map((p) => [p.node_id, p.connected]),
+  )
+  readonly peerBreakerOpen = this.#flags(
+    'gate_peer_breaker_open',
+    "1 when the trusted peer's circuit breaker is open or half-open",
+    'peer',
+    () => [...this.sources.peers()].map((p) => [p.node_id, p.breaker !== 'closed']),
+  )
+
+  /** A gauge of 1 or 0 per `label` value, read from `read()` at each scrape. */
+  #flags(name: string, help: string, label: string, read: () => Array<[string, boolean]>): Gauge {
+    const gauge: Gauge = new Gauge({
+      name,
+      help,
+      labelNames: [label],
+      registers: [this.registry],
+      collect: () => {
+        gauge.reset()
+        for (const [value, on] of read()) gauge.set({ [label]: value }, on ? 1 : 0)
+      },
+    })
+    return gauge
+  }
 }

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { ConfigInput } from '@gate/core'
 import { createRpcClient } from '@gate/rpc'
 import OpenAI from 'openai'
 import { providerFor, startTestDaemon, type TestDaemon } from './utils/daemon.ts'
@@ -221,23 +222,42 @@ describe('X-Target-Node errors', () => {
   })
 })
 
+/** B serving MODEL from its engine under `security`, and A; each trusts the other. */
+async function limitedPair(security: ConfigInput['security']) {
+  const engine = await startFakeEngine({ models: [MODEL] })
+  const b = await startTestDaemon({ providers: [providerFor('engine', engine)], security })
+  const a = await startTestDaemon()
+  await trust(a, b)
+  await trust(b, a)
+  /** A chat request at A for B. */
+  const send = (content: string, signal?: AbortSignal) =>
+    fetch(`${a.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-target-node': b.daemon.nodeId },
+      body: JSON.stringify(chat(content)),
+      ...(signal ? { signal } : {}),
+    })
+  const posts = () => engine.requests.filter((r) => r.method === 'POST').length
+  return {
+    engine,
+    a,
+    b,
+    send,
+    posts,
+    async [Symbol.asyncDispose]() {
+      await a[Symbol.asyncDispose]()
+      await b[Symbol.asyncDispose]()
+      await engine.stop()
+    },
+  }
+}
+
 describe('limits on peers', () => {
   it('answers 429 with Retry-After when a peer goes over its rate limit, without calling the engine', async () => {
-    await using engine = await startFakeEngine({ models: [MODEL] })
-    await using b = await startTestDaemon({
-      providers: [providerFor('engine', engine)],
-      security: { rate_limit: { per_peer_rps: 0.5, burst: 2 } },
-    })
-    await using a = await startTestDaemon()
-    await trust(a, b)
-    await trust(b, a)
+    await using pair = await limitedPair({ rate_limit: { per_peer_rps: 0.5, burst: 2 } })
     const statuses: Array<[number, string | null]> = []
     for (let i = 0; i < 4; i++) {
-      const res = await fetch(`${a.url}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-target-node': b.daemon.nodeId },
-        body: JSON.stringify(chat(`n${i}`)),
-      })
+      const res = await pair.send(`n${i}`)
       const body = await res.json()
       statuses.push([res.status, res.headers.get('retry-after')])
       if (res.status === 429) assert.equal(body.error.type, 'rate_limit_error')
@@ -248,70 +268,35 @@ describe('limits on peers', () => {
       [429, '2'],
       [429, '2'],
     ])
-    assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 2)
+    assert.equal(pair.posts(), 2)
   })
-})
 
-describe('the concurrency cap on peers', () => {
-  it("answers a peer's request over the cap with 429, as a local one", async () => {
-    await using engine = await startFakeEngine({ models: [MODEL] })
-    await using b = await startTestDaemon({
-      providers: [providerFor('engine', engine)],
-      security: { max_concurrent_requests: 1 },
-    })
-    await using a = await startTestDaemon()
-    await trust(a, b)
-    await trust(b, a)
-    engine.fail = 'hang'
-    const target = { 'content-type': 'application/json', 'x-target-node': b.daemon.nodeId }
+  it("answers a peer's request over the concurrency cap with 429, as a local one", async () => {
+    await using pair = await limitedPair({ max_concurrent_requests: 1 })
+    pair.engine.fail = 'hang'
     const controller = new AbortController()
-    const hanging = fetch(`${a.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: target,
-      body: JSON.stringify(chat('hang')),
-      signal: controller.signal,
-    }).catch(() => null)
-    await waitFor(() => engine.requests.some((r) => r.method === 'POST'), {
-      label: 'the first request at the engine',
-    })
-    const over = await fetch(`${a.url}/v1/chat/completions`, {
-      method: 'POST',
-      headers: target,
-      body: JSON.stringify(chat('over')),
-    })
+    const hanging = pair.send('hang', controller.signal).catch(() => null)
+    await waitFor(() => pair.posts() === 1, { label: 'the first request at the engine' })
+    const over = await pair.send('over')
     assert.equal(over.status, 429)
     assert.ok(over.headers.get('retry-after'))
     assert.equal((await over.json()).error.type, 'rate_limit_error')
-    assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 1)
+    assert.equal(pair.posts(), 1)
     controller.abort()
     await hanging
   })
-})
 
-describe('live limits on peers', () => {
   it("answers a peer's body over the limit with 413, and applies a raised limit at once", async () => {
-    await using engine = await startFakeEngine({ models: [MODEL] })
-    await using b = await startTestDaemon({
-      providers: [providerFor('engine', engine)],
-      security: { max_body_bytes: 1000 },
-    })
-    await using a = await startTestDaemon()
-    await trust(a, b)
-    await trust(b, a)
-    const send = () =>
-      fetch(`${a.url}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-target-node': b.daemon.nodeId },
-        body: JSON.stringify(chat('x'.repeat(5000))),
-      })
+    await using pair = await limitedPair({ max_body_bytes: 1000 })
+    const { b } = pair
     // Over B's limit: B's 413, as a local client of B's would get it.
-    const refused = await send()
+    const refused = await pair.send('x'.repeat(5000))
     assert.equal(refused.status, 413)
     assert.equal(refused.headers.get('x-gate-node'), b.daemon.nodeId)
     assert.match((await refused.json()).error.message, /larger than the 1000-byte limit/)
-    assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 0)
+    assert.equal(pair.posts(), 0)
     await rpc(b).call('update_config', { config: { security: { max_body_bytes: 100_000 } } })
-    const accepted = await send()
+    const accepted = await pair.send('x'.repeat(5000))
     assert.equal(accepted.status, 200)
     assert.equal((await accepted.json()).choices[0].message.content, replyText('x'.repeat(5000)))
   })
