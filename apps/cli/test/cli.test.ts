@@ -553,6 +553,53 @@ describe('gate peers', () => {
   })
 })
 
+describe('a peer whose process is killed mid-stream', () => {
+  for (const transport of ['quic', 'tcp'] as const) {
+    it(`ends the stream at the requester with an error event and no [DONE], over ${transport}`, async () => {
+      await using engine = await startFakeEngine({ models: ['m'], chunks: 1000, chunkDelayMs: 20 })
+      await using a = await gateHome()
+      await using b = await gateHome({ providers: [{ name: 'e', kind: 'openai', url: engine.url }] })
+      for (const gate of [a, b]) assert.equal((await gate.run(['daemon', '--background'])).code, 0)
+      const ids = await Promise.all(
+        [a, b].map(async (gate) => {
+          const id = JSON.parse((await gate.run(['identity', 'show', '--json'])).stdout)
+          return {
+            node_id: id.node_id as string,
+            address: (id.addresses as string[]).find((x) =>
+              x.includes(transport === 'quic' ? '/quic-v1/' : '/tcp/'),
+            ) as string,
+          }
+        }),
+      )
+      const [idA, idB] = ids as [(typeof ids)[number], (typeof ids)[number]]
+      assert.equal((await a.run(['peers', 'add', idB.node_id, idB.address])).code, 0)
+      assert.equal((await b.run(['peers', 'add', idA.node_id, idA.address])).code, 0)
+      const runtime = async (gate: typeof a) =>
+        JSON.parse(await readFile(join(gate.home, 'daemon.json'), 'utf8'))
+      const res = await fetch(`http://127.0.0.1:${(await runtime(a)).http.port}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-target-node': idB.node_id },
+        body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'long' }], stream: true }),
+      })
+      assert.equal(res.status, 200)
+      const reader = res.body?.getReader()
+      assert.ok(reader)
+      let text = new TextDecoder().decode((await reader.read()).value)
+      const killed = Date.now()
+      process.kill((await runtime(b)).pid, 'SIGKILL')
+      for (let r = await reader.read(); !r.done; r = await reader.read())
+        text += new TextDecoder().decode(r.value)
+      const after = Date.now() - killed
+      // QUIC has no connection close from a killed process: its 10 s idle timeout tells.
+      assert.ok(after < 20_000, `the stream ended ${after} ms after the kill`)
+      assert.match(text, /data: \{"error":\{"message":"[^"]*","type":"api_error"/)
+      assert.ok(!text.includes('[DONE]'))
+      // A keeps serving.
+      assert.equal((await fetch(`http://127.0.0.1:${(await runtime(a)).http.port}/health`)).status, 200)
+    })
+  }
+})
+
 describe('gate peers invite and join', () => {
   it('pairs two nodes with a one-time code', async () => {
     await using a = await gateHome()
