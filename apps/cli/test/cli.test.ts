@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { describe, it } from 'node:test'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { promisify } from 'node:util'
 import OpenAI from 'openai'
 import { startFakeEngine } from '../../../packages/daemon/test/utils/fake-engine.ts'
 import { waitFor } from '../../../packages/daemon/test/utils/wait.ts'
@@ -347,6 +349,32 @@ describe('gate CLI with a daemon', () => {
         daemon.kill('SIGKILL')
       }
     }
+  })
+
+  it('hands memory back once idle after start, calling malloc_trim through koffi from the bundle', {
+    skip: process.platform !== 'linux' && 'glibc only',
+  }, async () => {
+    await using gate = await gateHome({ node: { log_level: 'debug' } })
+    // Through pnpm's shim, as `pnpm gate` runs it: with the node flags from bin.js's first line,
+    // `--expose-gc` among them, without which the daemon does not trim.
+    const shim = fileURLToPath(new URL('../../../node_modules/.bin/gate', import.meta.url))
+    await promisify(execFile)(shim, ['daemon', '--background'], { env: gate.env, timeout: 60_000 })
+    const { pid } = JSON.parse(await readFile(join(gate.home, 'daemon.json'), 'utf8'))
+    const maps = () => readFile(`/proc/${pid}/maps`, 'utf8')
+    assert.doesNotMatch(await maps(), /koffi/, 'koffi is loaded by the first trim, not at start')
+    // The first trim comes one idle interval (10 s) after start.
+    let line: { rss_mb_before: number; rss_mb: number } | undefined
+    await waitFor(
+      async () => {
+        const log = await readFile(join(gate.home, 'logs', 'daemon.log'), 'utf8')
+        const found = log.split('\n').find((l) => l.includes('"msg":"idle: memory handed back"'))
+        line = found ? JSON.parse(found) : undefined
+        return line !== undefined
+      },
+      { timeoutMs: 20_000, label: 'the idle trim' },
+    )
+    assert.match(await maps(), /koffi/, 'the trim loaded koffi, the way the bundle finds it')
+    assert.ok(line && line.rss_mb <= line.rss_mb_before, JSON.stringify(line))
   })
 
   it('writes control.token, identity.key and daemon.json for the owner only (0600)', async () => {
