@@ -39,6 +39,16 @@ const NO_SOURCES: MetricSources = {
   peers: () => [],
 }
 
+type Labels = Record<string, string | number>
+
+/** Prompt and completion tokens of `totals` as two label sets, `kind` added to `labels`. */
+function byKind(labels: Labels, totals: UsageTotals): Array<[Labels, number]> {
+  return [
+    [{ ...labels, kind: 'prompt' }, totals.prompt_tokens],
+    [{ ...labels, kind: 'completion' }, totals.completion_tokens],
+  ]
+}
+
 /** The daemon's Prometheus metrics, one registry per daemon so tests can run several. */
 export class Metrics {
   readonly registry = new Registry()
@@ -49,18 +59,12 @@ export class Metrics {
     // The process's own: resident memory, heap, event-loop delay, GC, open handles.
     collectDefaultMetrics({ register: this.registry })
   }
-  readonly requests: Counter = new Counter({
-    name: 'gate_requests_total',
-    help: 'API requests by route and status',
-    labelNames: ['route', 'status'] as const,
-    registers: [this.registry],
-    collect: () => {
-      this.requests.reset()
-      for (const { route, status, count } of this.sources.requests()) {
-        this.requests.inc({ route, status }, count)
-      }
-    },
-  })
+  readonly requests = this.#totals(
+    'gate_requests_total',
+    'API requests by route and status',
+    ['route', 'status'],
+    () => [...this.sources.requests()].map(({ route, status, count }) => [{ route, status }, count]),
+  )
   readonly duration = new Histogram({
     name: 'gate_request_duration_seconds',
     help: 'API request latency by route',
@@ -68,54 +72,30 @@ export class Metrics {
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
     registers: [this.registry],
   })
-  readonly tokens: Counter = new Counter({
-    name: 'gate_tokens_total',
-    help: 'Tokens served, by consumer and kind (prompt|completion)',
-    labelNames: ['consumer', 'kind'] as const,
-    registers: [this.registry],
-    collect: () => {
-      this.tokens.reset()
-      for (const [consumer, totals] of this.sources.usage()) {
-        this.tokens.inc({ consumer, kind: 'prompt' }, totals.prompt_tokens)
-        this.tokens.inc({ consumer, kind: 'completion' }, totals.completion_tokens)
-      }
-    },
-  })
-  readonly consumerRequests: Counter = new Counter({
-    name: 'gate_consumer_requests_total',
-    help: 'Requests served, by consumer (local, key:<fingerprint>, or peer:<node ID>)',
-    labelNames: ['consumer'] as const,
-    registers: [this.registry],
-    collect: () => {
-      this.consumerRequests.reset()
-      for (const [consumer, totals] of this.sources.usage())
-        this.consumerRequests.inc({ consumer }, totals.requests)
-    },
-  })
-  readonly consumedRequests: Counter = new Counter({
-    name: 'gate_peer_consumed_requests_total',
-    help: 'Requests this node sent to each peer',
-    labelNames: ['peer'] as const,
-    registers: [this.registry],
-    collect: () => {
-      this.consumedRequests.reset()
-      for (const [peer, totals] of this.sources.consumed())
-        this.consumedRequests.inc({ peer }, totals.requests)
-    },
-  })
-  readonly consumedTokens: Counter = new Counter({
-    name: 'gate_peer_consumed_tokens_total',
-    help: 'Tokens this node consumed from each peer, by kind (prompt|completion)',
-    labelNames: ['peer', 'kind'] as const,
-    registers: [this.registry],
-    collect: () => {
-      this.consumedTokens.reset()
-      for (const [peer, totals] of this.sources.consumed()) {
-        this.consumedTokens.inc({ peer, kind: 'prompt' }, totals.prompt_tokens)
-        this.consumedTokens.inc({ peer, kind: 'completion' }, totals.completion_tokens)
-      }
-    },
-  })
+  readonly tokens = this.#totals(
+    'gate_tokens_total',
+    'Tokens served, by consumer and kind (prompt|completion)',
+    ['consumer', 'kind'],
+    () => [...this.sources.usage()].flatMap(([consumer, t]) => byKind({ consumer }, t)),
+  )
+  readonly consumerRequests = this.#totals(
+    'gate_consumer_requests_total',
+    'Requests served, by consumer (local, key:<fingerprint>, or peer:<node ID>)',
+    ['consumer'],
+    () => [...this.sources.usage()].map(([consumer, t]) => [{ consumer }, t.requests]),
+  )
+  readonly consumedRequests = this.#totals(
+    'gate_peer_consumed_requests_total',
+    'Requests this node sent to each peer',
+    ['peer'],
+    () => [...this.sources.consumed()].map(([peer, t]) => [{ peer }, t.requests]),
+  )
+  readonly consumedTokens = this.#totals(
+    'gate_peer_consumed_tokens_total',
+    'Tokens this node consumed from each peer, by kind (prompt|completion)',
+    ['peer', 'kind'],
+    () => [...this.sources.consumed()].flatMap(([peer, t]) => byKind({ peer }, t)),
+  )
   readonly active: Gauge = new Gauge({
     name: 'gate_active_requests',
     help: 'Requests in flight',
@@ -149,6 +129,21 @@ export class Metrics {
     'peer',
     () => [...this.sources.peers()].map((p) => [p.node_id, p.breaker !== 'closed']),
   )
+
+  /** A counter of totals kept elsewhere: set at each scrape to what `read()` gives, per label set. */
+  #totals(name: string, help: string, labelNames: string[], read: () => Array<[Labels, number]>): Counter {
+    const counter: Counter = new Counter({
+      name,
+      help,
+      labelNames,
+      registers: [this.registry],
+      collect: () => {
+        counter.reset()
+        for (const [labels, value] of read()) counter.inc(labels, value)
+      },
+    })
+    return counter
+  }
 
   /** A gauge of 1 or 0 per `label` value, read from `read()` at each scrape. */
   #flags(name: string, help: string, label: string, read: () => Array<[string, boolean]>): Gauge {

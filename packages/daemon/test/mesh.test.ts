@@ -97,6 +97,12 @@ for (const transport of ['quic', 'tcp'] as const) {
       assert.equal(consumed?.completion_tokens, served?.completion_tokens)
       const metrics = await (await fetch(`${a.controlUrl}/metrics`)).text()
       assert.match(metrics, new RegExp(`gate_peer_consumed_requests_total\\{peer="${b.daemon.nodeId}"\\} 2`))
+      assert.match(
+        metrics,
+        new RegExp(
+          `gate_peer_consumed_tokens_total\\{peer="${b.daemon.nodeId}",kind="completion"\\} ${consumed?.completion_tokens}\n`,
+        ),
+      )
       assert.match(metrics, new RegExp(`gate_peer_up\\{peer="${b.daemon.nodeId}"\\} 1`))
       assert.match(metrics, new RegExp(`gate_peer_breaker_open\\{peer="${b.daemon.nodeId}"\\} 0`))
       const atBMetrics = await (await fetch(`${b.controlUrl}/metrics`)).text()
