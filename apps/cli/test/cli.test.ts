@@ -24,6 +24,13 @@ function assertOneLineError(result: GateResult, pattern: RegExp): void {
   assert.doesNotMatch(result.stderr, /\n\s+at /)
 }
 
+/** The official SDK pointed at a daemon's API, once the daemon lists a model. */
+async function readyClient(baseURL: string): Promise<OpenAI> {
+  const client = new OpenAI({ baseURL, apiKey: 'unused', maxRetries: 0 })
+  await waitFor(async () => (await client.models.list()).data.length > 0, { timeoutMs: 10_000 })
+  return client
+}
+
 describe('gate CLI without a daemon', () => {
   it('says plainly that the daemon is not running', async () => {
     await using gate = await gateHome()
@@ -244,12 +251,7 @@ describe('gate CLI with a daemon', () => {
     assert.equal(set.code, 0, set.stderr)
     assert.match(set.stdout, /\(applied\)/)
 
-    const client = new OpenAI({
-      baseURL: `http://127.0.0.1:${status.http.port}/v1`,
-      apiKey: 'unused',
-      maxRetries: 0,
-    })
-    await waitFor(async () => (await client.models.list()).data.length > 0, { timeoutMs: 10_000 })
+    const client = await readyClient(`http://127.0.0.1:${status.http.port}/v1`)
     const reply = await client.chat.completions.create({
       model: 'llama3.2:1b',
       messages: [{ role: 'user', content: 'hello' }],
@@ -304,9 +306,7 @@ describe('gate CLI with a daemon', () => {
     const busy = gate.spawn(['daemon'])
     try {
       const ready = await waitForOutput(busy, /gate daemon ready: OpenAI API on (http:\S+)/)
-      const baseURL = /OpenAI API on (http:\S+)/.exec(ready)?.[1]
-      const client = new OpenAI({ baseURL, apiKey: 'unused', maxRetries: 0 })
-      await waitFor(async () => (await client.models.list()).data.length > 0, { timeoutMs: 10_000 })
+      const client = await readyClient(/OpenAI API on (http:\S+)/.exec(ready)?.[1] as string)
       // A 10-second stream keeps the first SIGTERM's graceful stop waiting.
       const stream = await client.chat.completions.create({
         model: 'm',
@@ -421,12 +421,7 @@ describe('gate CLI with a daemon', () => {
         status.provider_list.map((p: { name: string }) => p.name),
         ['elsewhere'],
       )
-      const client = new OpenAI({
-        baseURL: `http://127.0.0.1:${nothing.port}/v1`,
-        apiKey: 'unused',
-        maxRetries: 0,
-      })
-      await waitFor(async () => (await client.models.list()).data.length > 0, { timeoutMs: 10_000 })
+      const client = await readyClient(`http://127.0.0.1:${nothing.port}/v1`)
       const reply = await client.chat.completions.create({
         model: 'llama3.2:1b',
         messages: [{ role: 'user', content: 'elsewhere' }],
