@@ -218,6 +218,15 @@ async function assertMallocTuned(pid: number): Promise<void> {
   assert.ok(value && MALLOC_TUNABLES.startsWith(value), `GLIBC_TUNABLES=${value}`)
 }
 
+/** The names of a process's threads that match `pattern`. */
+async function threadNames(pid: number, pattern: RegExp): Promise<string[]> {
+  const tasks = await readdir(`/proc/${pid}/task`)
+  const names = await Promise.all(
+    tasks.map(async (task) => (await readFile(`/proc/${pid}/task/${task}/comm`, 'utf8')).trim()),
+  )
+  return names.filter((name) => pattern.test(name))
+}
+
 describe('gate CLI with a daemon', () => {
   it('starts in the background, reports status, changes config live, shows logs and stops', async () => {
     await using gate = await gateHome()
@@ -244,7 +253,11 @@ describe('gate CLI with a daemon', () => {
       status.p2p.join(' '),
     )
     assert.deepEqual(status.provider_list, [])
-    if (process.platform === 'linux') await assertMallocTuned(status.pid)
+    if (process.platform === 'linux') {
+      await assertMallocTuned(status.pid)
+      // The bundle sets QUIC's runtime to one worker thread before the addon loads (quic-runtime.ts).
+      assert.deepEqual(await threadNames(status.pid, /^tokio/), ['tokio-rt-worker'])
+    }
 
     const provider = JSON.stringify([{ name: 'engine', kind: 'openai', url: engine.url }])
     const set = await gate.run(['config', 'set', 'providers', provider])

@@ -1,4 +1,6 @@
 import { isIPv6 } from 'node:net'
+// Before libp2p-quic, whose addon reads it when it loads.
+import './quic-runtime.ts'
 import { noise } from '@chainsafe/libp2p-noise'
 import { quic } from '@chainsafe/libp2p-quic'
 import { yamux } from '@chainsafe/libp2p-yamux'
