@@ -115,6 +115,16 @@ export class FrameStream {
 
   /** The next frame. Throws ProtocolError for a malformed frame or when the stream ends first. */
   async read(signal?: AbortSignal): Promise<Frame> {
+    const frame = await this.next(signal)
+    if (frame === null) throw new ProtocolError('the stream ended before the exchange did')
+    return frame
+  }
+
+  /**
+   * The next frame, or null when the stream ends cleanly first: for a reader that expects the
+   * end, which need not be an error (an error's stack trace costs more than the rest of a read).
+   */
+  async next(signal?: AbortSignal): Promise<Frame | null> {
     for (;;) {
       const frame = this.#queue.shift()
       if (frame) {
@@ -122,7 +132,7 @@ export class FrameStream {
         return frame
       }
       if (this.#error) throw this.#error
-      if (this.#ended) throw new ProtocolError('the stream ended before the exchange did')
+      if (this.#ended) return null
       signal?.throwIfAborted()
       await new Promise<void>((resolve, reject) => {
         const onAbort = () => reject(signal?.reason)

@@ -188,9 +188,11 @@ export function httpStreamHandler(
     let responded = false
     // The requester keeps its side open until the response ends: anything else that arrives
     // (end of stream, reset, a stray frame) means it went away.
-    void frames.read().then(
-      () => {
-        if (!responded) fail(stream, new ProtocolError('frame after the request end'))
+    void frames.next().then(
+      (frame) => {
+        if (responded) return
+        if (frame === null) gone.abort(new Error('the requester closed the stream'))
+        else fail(stream, new ProtocolError('frame after the request end'))
       },
       (err: unknown) => {
         if (!responded) gone.abort(err)
