@@ -14,9 +14,13 @@ export class EventBus {
     this.#emitter.setMaxListeners(0)
   }
 
+  /** Whether anyone subscribes: an event's data need not be made for nobody. */
+  get listening(): boolean {
+    return this.#emitter.listenerCount('event') > 0
+  }
+
   emit(type: string, data: unknown): void {
-    if (this.#emitter.listenerCount('event') > 0)
-      this.#emitter.emit('event', { type, data } satisfies GateEvent)
+    if (this.listening) this.#emitter.emit('event', { type, data } satisfies GateEvent)
   }
 
   subscribe(listener: (event: GateEvent) => void): () => void {

@@ -272,13 +272,9 @@ export class ApiServer {
     const { model, stream } = parseModel(body)
     ex.model = model
     ex.stream = stream
-    this.#c.events.emit('request_start', {
-      id: ex.id,
-      route: ex.route,
-      model,
-      stream,
-      consumer: ex.consumer,
-    })
+    const { events } = this.#c
+    if (events.listening)
+      events.emit('request_start', { id: ex.id, route: ex.route, model, stream, consumer: ex.consumer })
     const target = req.headers['x-target-node']
     /** This node was named: its own providers serve the request, with no peer to fail over to. */
     let named = false
