@@ -111,7 +111,15 @@ describe('provider recovery', () => {
     const down = await theProvider(gate)
     assert.match(down.last_error ?? '', /ECONNREFUSED/)
     assert.deepEqual(down.models, [])
-    await assert.rejects(gate.client.chat.completions.create(chat('x', 'late')), status(404))
+    // Its models are unknown, so any model may be its: 503, naming it and why, not 404.
+    await assert.rejects(
+      gate.client.chat.completions.create(chat('x', 'late')),
+      (err) =>
+        status(503)(err) &&
+        /model "late" is unknown while these providers are down.*: "late" \(.*ECONNREFUSED/.test(
+          (err as Error).message,
+        ),
+    )
 
     await using _up = await serveAt(nothing.port, engine)
     await waitFor(async () => (await theProvider(gate)).healthy === true, {

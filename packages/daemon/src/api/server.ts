@@ -298,6 +298,13 @@ export class ApiServer {
     if (candidates.length === 0) {
       if (peers.length > 0) return this.#forwardToPeers(ex, peers, sub, body, config, true)
       if (providers.knows(model)) throw new UnavailableError(`no healthy provider for model "${model}"`)
+      const down = providers.unknownDown()
+      if (down.length > 0) {
+        const which = down.map((p) => `"${p.name}" (${p.lastError})`).join(', ')
+        throw new UnavailableError(
+          `model "${model}" is unknown while these providers are down and have not listed their models: ${which}`,
+        )
+      }
       throw new NotFoundError(`model "${model}" not found`, { param: 'model' })
     }
     const forwarding = forward(

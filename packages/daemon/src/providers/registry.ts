@@ -32,6 +32,14 @@ export class ProviderRegistry {
     return this.list.some((p) => p.config.enabled && p.hasModel(model) !== undefined)
   }
 
+  /**
+   * Enabled providers that are down and have never listed a model (down since start, with no
+   * `models` in their config): any model may be theirs.
+   */
+  unknownDown(): Provider[] {
+    return this.list.filter((p) => p.config.enabled && p.healthy === false && p.models.length === 0)
+  }
+
   /** Every model of every healthy enabled provider, once. */
   models(): string[] {
     const all = new Set<string>()
