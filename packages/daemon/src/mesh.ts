@@ -3,7 +3,6 @@ import {
   ForbiddenError,
   type GateError,
   type Identity,
-  PayloadTooLargeError,
   peerIdToNodeId,
   UpstreamError,
 } from '@gate/core'
@@ -26,7 +25,7 @@ import {
   sendRequest,
 } from '@gate/p2p'
 import type { Logger } from 'pino'
-import { openAiErrorBody } from './api/errors.ts'
+import { openAiErrorBody, tooLarge } from './api/errors.ts'
 import { PEER_DIAL_TIMEOUT_MS } from './constants.ts'
 import type { EventBus } from './events.ts'
 import { PeerManager } from './peers.ts'
@@ -101,12 +100,7 @@ export class Mesh {
           return init.config().security.max_body_bytes
         },
         // The 413 a local client would get: the requester passes it on.
-        tooLarge: (limit) =>
-          answer(
-            init.identity.nodeId,
-            413,
-            new PayloadTooLargeError(`request body is larger than the ${limit}-byte limit`),
-          ),
+        tooLarge: (limit) => answer(init.identity.nodeId, 413, tooLarge(limit)),
         onProtocolError,
         refuse: (connection) => mesh.#refuse(nodeIdOf(connection)),
       }),

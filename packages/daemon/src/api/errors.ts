@@ -1,4 +1,4 @@
-import { type ErrorCode, GateError, RateLimitedError } from '@gate/core'
+import { type ErrorCode, GateError, PayloadTooLargeError, RateLimitedError } from '@gate/core'
 import type { ApiResponse } from './peer-call.ts'
 
 const STATUS: Record<ErrorCode, number> = {
@@ -60,4 +60,9 @@ export function sendError(res: ApiResponse, err: GateError, own: Record<string, 
   }
   if (err instanceof RateLimitedError) headers['retry-after'] = err.retryAfterSeconds
   res.writeHead(statusOf(err.code), headers).end(body)
+}
+
+/** A request body over `limit` bytes, from a local client or a peer alike. */
+export function tooLarge(limit: number): PayloadTooLargeError {
+  return new PayloadTooLargeError(`request body is larger than the ${limit}-byte limit`)
 }

@@ -18,7 +18,7 @@ import type { EventBus } from '../events.ts'
 import type { Metrics } from '../metrics.ts'
 import type { ProviderRegistry } from '../providers/registry.ts'
 import type { RequestLog } from '../request-log.ts'
-import { sendError, toGateError } from './errors.ts'
+import { sendError, toGateError, tooLarge } from './errors.ts'
 import { clientGone, forward, forwardToPeer, type PeerExchange } from './forward.ts'
 import { checkApiKey, checkLocalRequest, isLoopbackOrigin } from './guards.ts'
 import { type ApiRequest, type ApiResponse, PeerRequest, PeerResponse } from './peer-call.ts'
@@ -505,10 +505,6 @@ function decodePathPart(part: string): string {
   } catch {
     throw new InvalidRequestError(`malformed percent-encoding in the path: ${part}`)
   }
-}
-
-function tooLarge(limit: number): PayloadTooLargeError {
-  return new PayloadTooLargeError(`request body is larger than the ${limit}-byte limit`)
 }
 
 function parseModel(body: Buffer): { model: string; stream: boolean } {
