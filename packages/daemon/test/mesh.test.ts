@@ -70,7 +70,7 @@ for (const transport of ['quic', 'tcp'] as const) {
       assert.equal(text, replyText('stream it'))
       assert.ok((arrivals.at(-1) ?? 0) - (arrivals[0] ?? 0) > 60, 'chunks arrived one by one')
 
-      assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 2)
+      assert.equal(engine.posts, 2)
       await waitFor(async () => (await requestLog(a)).length === 2 && (await requestLog(b)).length === 2)
       const [atA, atB] = [await requestLog(a), await requestLog(b)]
       assert.deepEqual(
@@ -127,7 +127,7 @@ describe('X-Target-Node errors', () => {
         err.message.includes(`does not trust node ${a.daemon.nodeId}`) &&
         err.headers?.get('x-gate-node') === b.daemon.nodeId,
     )
-    assert.equal(engine.requests.filter((r) => r.method === 'POST').length, 0)
+    assert.equal(engine.posts, 0)
 
     await using c = await startTestDaemon()
     await assert.rejects(
@@ -243,13 +243,11 @@ async function limitedPair(security: ConfigInput['security']) {
       body: JSON.stringify(chat(content)),
       ...(signal ? { signal } : {}),
     })
-  const posts = () => engine.requests.filter((r) => r.method === 'POST').length
   return {
     engine,
     a,
     b,
     send,
-    posts,
     async [Symbol.asyncDispose]() {
       await a[Symbol.asyncDispose]()
       await b[Symbol.asyncDispose]()
@@ -274,7 +272,7 @@ describe('limits on peers', () => {
       [429, '2'],
       [429, '2'],
     ])
-    assert.equal(pair.posts(), 2)
+    assert.equal(pair.engine.posts, 2)
   })
 
   it("answers a peer's request over the concurrency cap with 429, as a local one", async () => {
@@ -282,12 +280,12 @@ describe('limits on peers', () => {
     pair.engine.fail = 'hang'
     const controller = new AbortController()
     const hanging = pair.send('hang', controller.signal).catch(() => null)
-    await waitFor(() => pair.posts() === 1, { label: 'the first request at the engine' })
+    await waitFor(() => pair.engine.posts === 1, { label: 'the first request at the engine' })
     const over = await pair.send('over')
     assert.equal(over.status, 429)
     assert.ok(over.headers.get('retry-after'))
     assert.equal((await over.json()).error.type, 'rate_limit_error')
-    assert.equal(pair.posts(), 1)
+    assert.equal(pair.engine.posts, 1)
     controller.abort()
     await hanging
   })
@@ -300,7 +298,7 @@ describe('limits on peers', () => {
     assert.equal(refused.status, 413)
     assert.equal(refused.headers.get('x-gate-node'), b.daemon.nodeId)
     assert.match((await refused.json()).error.message, /larger than the 1000-byte limit/)
-    assert.equal(pair.posts(), 0)
+    assert.equal(pair.engine.posts, 0)
     await rpc(b).call('update_config', { config: { security: { max_body_bytes: 100_000 } } })
     const accepted = await pair.send('x'.repeat(5000))
     assert.equal(accepted.status, 200)
@@ -347,13 +345,12 @@ describe('routing by model across peers', () => {
     )
     const servers = burst.map(({ response }) => response.headers.get('x-gate-node'))
     assert.ok(servers.includes(b.daemon.nodeId) && servers.includes(c.daemon.nodeId), servers.join())
-    const posts = (e: typeof engineB) => e.requests.filter((r) => r.method === 'POST').length
-    assert.equal(posts(engineB) + posts(engineC), 8)
+    assert.equal(engineB.posts + engineC.posts, 8)
 
     // B's engine fails: every request still succeeds, through C.
     engineB.fail = 'status500'
-    const beforeB = posts(engineB)
-    const beforeC = posts(engineC)
+    const beforeB = engineB.posts
+    const beforeC = engineC.posts
     const results = await Promise.all(
       Array.from({ length: 4 }, (_, i) => a.client.chat.completions.create(chat(`failover ${i}`))),
     )
@@ -361,8 +358,8 @@ describe('routing by model across peers', () => {
       results.map((r) => r.choices[0]?.message.content),
       [0, 1, 2, 3].map((i) => replyText(`failover ${i}`)),
     )
-    assert.equal(posts(engineC) - beforeC, 4)
-    assert.ok(posts(engineB) > beforeB, 'B was tried first at least once and failed over')
+    assert.equal(engineC.posts - beforeC, 4)
+    assert.ok(engineB.posts > beforeB, 'B was tried first at least once and failed over')
 
     // A's own engine for the model fails before answering: a peer serves the request instead.
     await using engineA = await startFakeEngine({ models: [MODEL] })
@@ -371,7 +368,7 @@ describe('routing by model across peers', () => {
     const { data, response } = await a.client.chat.completions.create(chat('local fails')).withResponse()
     assert.equal(data.choices[0]?.message.content, replyText('local fails'))
     assert.equal(response.headers.get('x-gate-node'), c.daemon.nodeId)
-    assert.equal(posts(engineA), 1, "A's engine was tried first")
+    assert.equal(engineA.posts, 1, "A's engine was tried first")
     // Named, this node serves the request itself: the engine's answer, with no peer to fail over to.
     const named = await fetch(`${a.url}/v1/chat/completions`, {
       method: 'POST',
@@ -404,7 +401,6 @@ describe('a peer that stops taking requests', () => {
         label: 'both peers serve the model',
       },
     )
-    const posts = (e: typeof engineB) => e.requests.filter((r) => r.method === 'POST').length
 
     // B is stopping: the request it is serving keeps it up, but it takes no new one.
     engineB.fail = 'hang'
@@ -412,7 +408,7 @@ describe('a peer that stops taking requests', () => {
     const held = a.client.chat.completions
       .create(chat('held'), { headers: { 'x-target-node': b.daemon.nodeId }, signal: controller.signal })
       .catch(() => 'cancelled')
-    await waitFor(() => posts(engineB) === 1, { label: 'the held request at B' })
+    await waitFor(() => engineB.posts === 1, { label: 'the held request at B' })
     const nodeB = b.daemon.nodeId
     const stopping = b.daemon.stop()
     await sleep(150)
@@ -427,8 +423,8 @@ describe('a peer that stops taking requests', () => {
       Array.from({ length: 8 }, (_, i) => replyText(`moved ${i}`)),
     )
     assert.ok(results.every(({ response }) => response.headers.get('x-gate-node') === c.daemon.nodeId))
-    assert.equal(posts(engineC), 8)
-    assert.equal(posts(engineB), 1, 'B took nothing new')
+    assert.equal(engineC.posts, 8)
+    assert.equal(engineB.posts, 1, 'B took nothing new')
     // Tried first for some of them, B failed each time: its breaker is open.
     const metrics = await (await fetch(`${a.controlUrl}/metrics`)).text()
     assert.match(metrics, new RegExp(`gate_peer_breaker_open\\{peer="${nodeB}"\\} 1`))

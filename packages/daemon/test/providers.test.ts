@@ -60,27 +60,26 @@ describe('provider recovery', () => {
     t.mock.method(Date, 'now', () => realNow() + skew)
     await using engine = await startFakeEngine()
     await using gate = await startTestDaemon({ providers: [providerFor('a', engine)] })
-    const posts = () => engine.requests.filter((r) => r.method === 'POST').length
 
     engine.fail = 'status500'
     for (let i = 0; i < BREAKER_FAILURE_THRESHOLD; i++) {
       await assert.rejects(gate.client.chat.completions.create(chat('x')), status(500))
     }
     assert.equal((await theProvider(gate)).breaker, 'open')
-    const reached = posts()
+    const reached = engine.posts
     for (let i = 0; i < 2; i++) {
       await assert.rejects(gate.client.chat.completions.create(chat('x')), status(503))
     }
-    assert.equal(posts(), reached, 'an open breaker keeps requests from the engine')
+    assert.equal(engine.posts, reached, 'an open breaker keeps requests from the engine')
 
     // Cooldown over: one probe goes through; it fails, and the breaker opens again.
     skew += BREAKER_COOLDOWN_MS
     assert.equal((await theProvider(gate)).breaker, 'half_open')
     await assert.rejects(gate.client.chat.completions.create(chat('x')), status(500))
-    assert.equal(posts(), reached + 1)
+    assert.equal(engine.posts, reached + 1)
     assert.equal((await theProvider(gate)).breaker, 'open')
     await assert.rejects(gate.client.chat.completions.create(chat('x')), status(503))
-    assert.equal(posts(), reached + 1)
+    assert.equal(engine.posts, reached + 1)
 
     // The engine is back: after the next cooldown the probe succeeds and closes the breaker.
     engine.fail = null
@@ -96,7 +95,7 @@ describe('provider recovery', () => {
       replies.map((r) => r.choices[0]?.message.content),
       ['a', 'b', 'c'].map(replyText),
     )
-    assert.equal(posts(), reached + 5)
+    assert.equal(engine.posts, reached + 5)
   })
 
   it('picks up an engine that was down at start once a periodic health check finds it', async () => {

@@ -64,6 +64,8 @@ export interface FakeEngine {
   url: string
   port: number
   requests: RecordedRequest[]
+  /** How many of `requests` are POSTs: the inference requests that reached it. */
+  readonly posts: number
   aborted: number
   /** Changes how later /v1 POSTs are answered; null answers normally. */
   fail: FailMode | null
@@ -232,6 +234,9 @@ export function startFakeEngine(options: FakeEngineOptions = {}): Promise<FakeEn
     url: '',
     port: 0,
     requests: [],
+    get posts() {
+      return engine.requests.filter((r) => r.method === 'POST').length
+    },
     aborted: 0,
     fail: null,
     models: [...(options.models ?? ['llama3.2:1b'])],
