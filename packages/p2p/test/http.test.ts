@@ -115,6 +115,24 @@ for (const transport of TRANSPORTS) {
       assert.ok(seen[0]?.signal.aborted, 'the server saw the client go away')
     })
 
+    it('cancels the exchange at the server when the client ends its side before the response', async () => {
+      await using pair = await startPair()
+      const { a, b } = pair
+      const seen: IncomingRequest[] = []
+      await b.handle(HTTP_PROTOCOL, streamingServer(seen, 100, 20))
+      const stream = await (await connect(a, b, transport)).newStream(HTTP_PROTOCOL, { signal: timeout() })
+      const frames = new FrameStream(stream)
+      await frames.writeAll([
+        { type: 'head', value: { ...HEAD } },
+        { type: 'data', bytes: encoder.encode('{}') },
+        { type: 'end' },
+      ])
+      assert.equal((await frames.read(timeout())).type, 'head')
+      await stream.close() // a clean end of our side, where a reset would be usual
+      await waitUntil(() => seen[0]?.signal.aborted === true, 'the server to see the client go away')
+      assert.match(String(seen[0]?.signal.reason), /the requester closed the stream/)
+    })
+
     it('reports an error frame and a server that dies mid-stream as PeerStreamError', async () => {
       await using pair = await startPair()
       const { a, b } = pair
