@@ -1,10 +1,12 @@
 /**
  * `pnpm bench` (part 2): what one P2P hop costs. The same chat request goes to node B directly
  * and through node A (`X-Target-Node: B`), over QUIC and over TCP, in one run: requests/s and
- * p50/p99 at concurrency 1 and 64 (wrk), and a 50-chunk stream's time to first byte. The anchor
- * is a bare libp2p request/response (a new stream, ~600 B each way) on the same transport,
- * measured here too: what libp2p itself costs per exchange. Each of the three runs BENCH_ROUNDS
- * times (default 3), in turn, and the table shows the medians. Then single-stream throughput
+ * p50/p99 at concurrency 1 and 64 (wrk), and a 50-chunk stream's time to first byte. Beside them,
+ * measured in the same rounds: the least forwarder (`forwarder.ts`: the same A → B layout with
+ * nothing but the request and answer bodies on a new stream), and the anchor, a bare libp2p
+ * request/response (a new stream, ~600 B each way) on the same transport: what libp2p itself costs
+ * per exchange. Each of the four runs BENCH_ROUNDS times (default 3), in turn, and the table shows
+ * the medians. Then single-stream throughput
  * (256 MB one way) over a plain loopback TCP socket, a bare libp2p stream and a `/gate/http`
  * response body; and 1000 `/gate/http` exchanges open at once over one connection.
  *
@@ -27,6 +29,7 @@ import {
   type Stream,
   sendRequest,
 } from '../packages/p2p/src/index.ts'
+import { startForwarder } from './forwarder.ts'
 import {
   DURATION_S,
   interleaved,
@@ -58,7 +61,19 @@ async function main(): Promise<void> {
   await requireTools(['wrk'])
   const dir = await mkdtemp(join(tmpdir(), 'gate-bench-p2p-'))
   const engine = await startFakeEngine({ models: [MODEL], chunks: 50, record: false })
-  const rows: string[][] = [['', 'B direct', 'A → B', 'ratio', 'bare libp2p', 'A→B / bare']]
+  const rows: string[][] = [
+    [
+      '',
+      'B direct',
+      'A → B',
+      'ratio',
+      'least A → B',
+      'A→B / least',
+      'bare libp2p',
+      'A→B / bare',
+      'least / bare',
+    ],
+  ]
   try {
     const script = await writeWrkScript(dir)
     for (const transport of TRANSPORTS) {
@@ -76,31 +91,51 @@ async function main(): Promise<void> {
         await b.rpc('add_peer', { node_id: a.nodeId, address: on(a) })
         const via = { 'x-target-node': b.nodeId }
         await using bare = await bareExchange(transport)
+        await using least = await startForwarder(engine.url, transport)
         for (const c of [1, 64]) {
-          const [direct, hop, anchor] = (await interleaved(`${transport} c=${c}`, [
+          const [direct, hop, floor, anchor] = (await interleaved(`${transport} c=${c}`, [
             () => wrk(`${b.url}/v1/chat/completions`, script, c),
             () => wrk(`${a.url}/v1/chat/completions`, script, c, via),
+            () => wrk(`${least.url}/v1/chat/completions`, script, c),
             () => bare.measure(c),
-          ])) as [LoadResult, LoadResult, LoadResult]
-          if (hop.errors > 0 || direct.errors > 0)
-            console.log(`errors at ${transport} c=${c}: direct ${direct.errors}, via A ${hop.errors}`)
+          ])) as [LoadResult, LoadResult, LoadResult, LoadResult]
+          if (hop.errors > 0 || direct.errors > 0 || floor.errors > 0)
+            console.log(
+              `errors at ${transport} c=${c}: direct ${direct.errors}, via A ${hop.errors}, least ${floor.errors}`,
+            )
           rows.push([
             `${transport} c=${c} req/s`,
             f(direct.rps, 0),
             f(hop.rps, 0),
             ratio(hop.rps, direct.rps),
+            f(floor.rps, 0),
+            ratio(hop.rps, floor.rps),
             f(anchor.rps, 0),
             ratio(hop.rps, anchor.rps),
+            ratio(floor.rps, anchor.rps),
           ])
           rows.push([
             `${transport} c=${c} p50 ms`,
             f(direct.p50),
             f(hop.p50),
             `+${f(hop.p50 - direct.p50)}`,
+            f(floor.p50),
+            `+${f(hop.p50 - floor.p50)}`,
             f(anchor.p50),
             '',
+            '',
           ])
-          rows.push([`${transport} c=${c} p99 ms`, f(direct.p99), f(hop.p99), '', f(anchor.p99), ''])
+          rows.push([
+            `${transport} c=${c} p99 ms`,
+            f(direct.p99),
+            f(hop.p99),
+            '',
+            f(floor.p99),
+            '',
+            f(anchor.p99),
+            '',
+            '',
+          ])
         }
         process.stderr.write(`${transport} stream…\n`)
         const directStream = await streamTimes(b.url)
