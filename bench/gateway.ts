@@ -1,6 +1,7 @@
 /**
  * `pnpm bench` (part 1): what Gate's local API costs over going to the engine directly, measured
- * against nginx (proxy_pass, keepalive upstream) in front of the same stand-in engine, in one run.
+ * against nginx (proxy_pass, keepalive upstream) and the least node proxy (`least.ts`: node:http
+ * and undici, nothing else) in front of the same stand-in engine, in one run.
  *
  * - non-streaming chat completions: requests/s and p50/p99 latency at concurrency 1 and 64 (wrk);
  * - a 50-chunk stream: time to first byte and total time, p50 over sequential requests;
@@ -17,6 +18,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { IDLE_TRIM_MS } from '../packages/daemon/src/constants.ts'
 import { startFakeEngine } from '../packages/daemon/test/utils/fake-engine.ts'
+import { startLeastProxy } from './least.ts'
 import {
   freePort,
   GATE_BIN,
@@ -43,8 +45,11 @@ import {
  */
 const IDLE_SETTLE_MS = 2 * IDLE_TRIM_MS + 2000
 
-type Target = 'direct' | 'nginx' | 'gate'
-const TARGETS: Target[] = ['direct', 'nginx', 'gate']
+type Target = 'direct' | 'nginx' | 'least' | 'gate'
+const TARGETS: Target[] = ['direct', 'nginx', 'least', 'gate']
+/** The least proxy holds each answer whole: it has no stream times to show. */
+type StreamTarget = Exclude<Target, 'least'>
+const STREAM_TARGETS: StreamTarget[] = ['direct', 'nginx', 'gate']
 
 async function main(): Promise<void> {
   await requireTools(['wrk', 'nginx'])
@@ -55,6 +60,8 @@ async function main(): Promise<void> {
     stack.push(() => engine.stop())
     const nginx = await startNginx(dir, engine.port)
     stack.push(nginx.stop)
+    const least = await startLeastProxy(engine.url)
+    stack.push(() => least[Symbol.asyncDispose]())
     // Like any earlier run of `gate`, this makes the bundle if it is stale and fills node's
     // compile cache (see bin.js), so the daemon measured here starts as a user's does.
     await run(GATE_BIN, ['--version'])
@@ -65,7 +72,12 @@ async function main(): Promise<void> {
       MODEL,
     )
     stack.push(gate.stop)
-    const urls: Record<Target, string> = { direct: engine.url, nginx: nginx.url, gate: gate.url }
+    const urls: Record<Target, string> = {
+      direct: engine.url,
+      nginx: nginx.url,
+      least: least.url,
+      gate: gate.url,
+    }
     await sleep(IDLE_SETTLE_MS)
     const idleRss = await rssMb(gate.pid)
 
@@ -81,8 +93,8 @@ async function main(): Promise<void> {
         LoadResult
       >
     }
-    const streams = {} as Record<Target, StreamResult>
-    for (const target of TARGETS) {
+    const streams = {} as Record<StreamTarget, StreamResult>
+    for (const target of STREAM_TARGETS) {
       process.stderr.write(`stream → ${target}…\n`)
       streams[target] = await streamTimes(urls[target])
     }
@@ -132,28 +144,36 @@ http {
 
 function report(
   load: Record<string, Record<Target, LoadResult>>,
-  streams: Record<Target, StreamResult>,
+  streams: Record<StreamTarget, StreamResult>,
   idleRss: Rss,
   afterRss: Rss,
 ): void {
-  const rows: string[][] = [['', 'direct', 'nginx', 'gate', 'gate/direct', 'gate/nginx']]
-  const add = (label: string, values: Record<Target, number>, digits: number) => {
+  const rows: string[][] = [
+    ['', 'direct', 'nginx', 'least proxy', 'gate', 'gate/direct', 'gate/nginx', 'gate/least'],
+  ]
+  const add = (label: string, values: Partial<Record<Target, number>>, digits: number) => {
+    const ratio = (to: Target) => {
+      const gate = values.gate as number
+      const other = values[to]
+      return other === undefined ? '' : `${(gate / other).toFixed(2)}×`
+    }
     rows.push([
       label,
-      ...TARGETS.map((t) => values[t].toFixed(digits)),
-      `${(values.gate / values.direct).toFixed(2)}×`,
-      `${(values.gate / values.nginx).toFixed(2)}×`,
+      ...TARGETS.map((t) => values[t]?.toFixed(digits) ?? ''),
+      ratio('direct'),
+      ratio('nginx'),
+      ratio('least'),
     ])
   }
   const pick = (row: Record<Target, LoadResult>, key: keyof LoadResult) =>
-    Object.fromEntries(TARGETS.map((t) => [t, row[t][key]])) as Record<Target, number>
+    Object.fromEntries(TARGETS.map((t) => [t, row[t][key]]))
   for (const [c, row] of Object.entries(load)) {
     add(`${c} req/s`, pick(row, 'rps'), 0)
     add(`${c} p50 ms`, pick(row, 'p50'), 3)
     add(`${c} p99 ms`, pick(row, 'p99'), 3)
   }
   const streamPick = (key: keyof StreamResult) =>
-    Object.fromEntries(TARGETS.map((t) => [t, streams[t][key]])) as Record<Target, number>
+    Object.fromEntries(STREAM_TARGETS.map((t) => [t, streams[t][key]]))
   add(`stream ${STREAM_CHUNKS} chunks TTFB p50 ms`, streamPick('ttfb'), 3)
   add(`stream ${STREAM_CHUNKS} chunks total p50 ms`, streamPick('total'), 3)
   printTable(rows)

@@ -2,7 +2,7 @@
  * `pnpm bench` (part 2): what one P2P hop costs. The same chat request goes to node B directly
  * and through node A (`X-Target-Node: B`), over QUIC and over TCP, in one run: requests/s and
  * p50/p99 at concurrency 1 and 64 (wrk), and a 50-chunk stream's time to first byte. Beside them,
- * measured in the same rounds: the least forwarder (`forwarder.ts`: the same A → B layout with
+ * measured in the same rounds: the least forwarder (`least.ts`: the same A → B layout with
  * nothing but the request and answer bodies on a new stream), and the anchor, a bare libp2p
  * request/response (a new stream, ~600 B each way) on the same transport: what libp2p itself costs
  * per exchange. Each of the four runs BENCH_ROUNDS times (default 3), in turn, and the table shows
@@ -29,7 +29,7 @@ import {
   type Stream,
   sendRequest,
 } from '../packages/p2p/src/index.ts'
-import { startForwarder } from './forwarder.ts'
+import { startLeastForwarder } from './least.ts'
 import {
   DURATION_S,
   interleaved,
@@ -91,7 +91,7 @@ async function main(): Promise<void> {
         await b.rpc('add_peer', { node_id: a.nodeId, address: on(a) })
         const via = { 'x-target-node': b.nodeId }
         await using bare = await bareExchange(transport)
-        await using least = await startForwarder(engine.url, transport)
+        await using least = await startLeastForwarder(engine.url, transport)
         for (const c of [1, 64]) {
           const [direct, hop, floor, anchor] = (await interleaved(`${transport} c=${c}`, [
             () => wrk(`${b.url}/v1/chat/completions`, script, c),
