@@ -4,8 +4,6 @@ export const BREAKER_FAILURE_THRESHOLD = 3
 export const BREAKER_COOLDOWN_MS = 10_000
 /** How long in-flight requests may run after a shutdown signal before they are cancelled. @default 10_000 ms */
 export const SHUTDOWN_GRACE_MS = 10_000
-/** Requests kept in memory for `request_history`. @default 1000 */
-export const REQUEST_HISTORY_SIZE = 1000
 /** How long the API must be quiet, after serving requests, before the daemon hands memory back. @default 10_000 ms */
 export const IDLE_TRIM_MS = 10_000
 /** How long a finished request's line may wait to be written to `requests.jsonl`. @default 100 ms */

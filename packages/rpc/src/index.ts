@@ -23,7 +23,11 @@
  */
 export type { CallOptions, EventsOptions, RpcClient, RpcClientInit, RpcEvent } from './client.ts'
 export { createRpcClient } from './client.ts'
-export { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_EVENTS_CONNECT_TIMEOUT_MS } from './constants.ts'
+export {
+  DEFAULT_CALL_TIMEOUT_MS,
+  DEFAULT_EVENTS_CONNECT_TIMEOUT_MS,
+  REQUEST_HISTORY_SIZE,
+} from './constants.ts'
 export type { RpcErrorName, RpcErrorObject } from './errors.ts'
 export { RPC_ERROR_CODES, RpcError, RpcTimeoutError, RpcTransportError, toRpcError } from './errors.ts'
 export type {

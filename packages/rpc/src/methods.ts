@@ -7,6 +7,7 @@
 import type { ProviderKind } from '@gate/core'
 import { LOG_LEVELS, ProviderConfigSchema } from '@gate/core'
 import { z } from 'zod'
+import { REQUEST_HISTORY_SIZE } from './constants.ts'
 
 const none = z.strictObject({})
 const nonEmpty = z.string({ error: 'expected a non-empty string' }).min(1)
@@ -53,7 +54,7 @@ export const METHODS = {
     lines: intRange(1, 10_000).default(200),
     level: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).optional(),
   }),
-  request_history: z.strictObject({ limit: intRange(1, 1000).default(100) }),
+  request_history: z.strictObject({ limit: intRange(1, REQUEST_HISTORY_SIZE).default(100) }),
 
   add_peer: z.strictObject({
     node_id: nonEmpty,
