@@ -6,9 +6,9 @@
  * nothing but the request and answer bodies on a new stream), and the anchor, a bare libp2p
  * request/response (a new stream, ~600 B each way) on the same transport: what libp2p itself costs
  * per exchange. Each of the four runs BENCH_ROUNDS times (default 3), in turn, and the table shows
- * the medians. Then single-stream throughput
- * (256 MB one way) over a plain loopback TCP socket, a bare libp2p stream and a `/gate/http`
- * response body; and 1000 `/gate/http` exchanges open at once over one connection.
+ * the medians. Then single-stream throughput (256 MB one way) over a plain loopback TCP socket, a
+ * bare libp2p stream and a `/gate/http` response body; and 1000 `/gate/http` exchanges open at
+ * once over one connection.
  *
  * Needs `wrk`. Everything binds to 127.0.0.1 on random ports and is stopped at the end.
  */
@@ -91,36 +91,36 @@ async function main(): Promise<void> {
         await b.rpc('add_peer', { node_id: a.nodeId, address: on(a) })
         const via = { 'x-target-node': b.nodeId }
         await using bare = await bareExchange(transport)
-        await using least = await startLeastForwarder(engine.url, transport)
+        await using forwarder = await startLeastForwarder(engine.url, transport)
         for (const c of [1, 64]) {
-          const [direct, hop, floor, anchor] = (await interleaved(`${transport} c=${c}`, [
+          const [direct, hop, least, anchor] = (await interleaved(`${transport} c=${c}`, [
             () => wrk(`${b.url}/v1/chat/completions`, script, c),
             () => wrk(`${a.url}/v1/chat/completions`, script, c, via),
-            () => wrk(`${least.url}/v1/chat/completions`, script, c),
+            () => wrk(`${forwarder.url}/v1/chat/completions`, script, c),
             () => bare.measure(c),
           ])) as [LoadResult, LoadResult, LoadResult, LoadResult]
-          if (hop.errors > 0 || direct.errors > 0 || floor.errors > 0)
+          if (hop.errors > 0 || direct.errors > 0 || least.errors > 0)
             console.log(
-              `errors at ${transport} c=${c}: direct ${direct.errors}, via A ${hop.errors}, least ${floor.errors}`,
+              `errors at ${transport} c=${c}: direct ${direct.errors}, via A ${hop.errors}, least ${least.errors}`,
             )
           rows.push([
             `${transport} c=${c} req/s`,
             f(direct.rps, 0),
             f(hop.rps, 0),
             ratio(hop.rps, direct.rps),
-            f(floor.rps, 0),
-            ratio(hop.rps, floor.rps),
+            f(least.rps, 0),
+            ratio(hop.rps, least.rps),
             f(anchor.rps, 0),
             ratio(hop.rps, anchor.rps),
-            ratio(floor.rps, anchor.rps),
+            ratio(least.rps, anchor.rps),
           ])
           rows.push([
             `${transport} c=${c} p50 ms`,
             f(direct.p50),
             f(hop.p50),
-            `+${f(hop.p50 - direct.p50)}`,
-            f(floor.p50),
-            `+${f(hop.p50 - floor.p50)}`,
+            signed(hop.p50 - direct.p50),
+            f(least.p50),
+            signed(hop.p50 - least.p50),
             f(anchor.p50),
             '',
             '',
@@ -130,7 +130,7 @@ async function main(): Promise<void> {
             f(direct.p99),
             f(hop.p99),
             '',
-            f(floor.p99),
+            f(least.p99),
             '',
             f(anchor.p99),
             '',
@@ -144,7 +144,7 @@ async function main(): Promise<void> {
           `${transport} stream TTFB p50 ms`,
           f(directStream.ttfb),
           f(hopStream.ttfb),
-          `+${f(hopStream.ttfb - directStream.ttfb)}`,
+          signed(hopStream.ttfb - directStream.ttfb),
           '',
           '',
         ])
@@ -152,7 +152,7 @@ async function main(): Promise<void> {
           `${transport} stream 50 chunks p50 ms`,
           f(directStream.total),
           f(hopStream.total),
-          `+${f(hopStream.total - directStream.total)}`,
+          signed(hopStream.total - directStream.total),
           '',
           '',
         ])
@@ -412,6 +412,11 @@ function readAll(stream: Stream): Promise<number> {
 
 function f(n: number, digits = 3): string {
   return n.toFixed(digits)
+}
+
+/** A difference with its sign: +0.120, -0.050. */
+function signed(n: number): string {
+  return `${n < 0 ? '' : '+'}${f(n)}`
 }
 
 function ratio(a: number, b: number): string {
