@@ -176,7 +176,7 @@ describe('params', () => {
       { level: 'loud' },
       'params.level: expected one of trace, debug, info, warn, error, fatal, got "loud"',
     ],
-    ['request_history', { limit: 201 }, 'params.limit: expected integer 1–200, got 201'],
+    ['request_history', { limit: 1001 }, 'params.limit: expected integer 1–1000, got 1001'],
     ['node_shutdown', { force: true }, 'params: unknown parameter "force"'],
     [
       'add_provider',
