@@ -1,11 +1,8 @@
-#!/usr/bin/env -S node --max-semi-space-size=32 --expose-gc
-// pnpm's bin shim copies these flags from this line. The first sets V8's young generation to
-// 32 MB per semi-space. Each young collection copies what is still alive, and under load that is
-// mostly the requests in flight, the same whatever the size: a larger young generation collects
-// less often for the same work. Against 8 MB, a forwarded request over TCP took about a quarter
-// less CPU at each node (A 244 → 181 µs, B 263 → 215) and a local one about a tenth less; the
-// resident set under load grows (about 140 → 190 MB) and falls back once idle (95 MB either way).
-// The second flag lets the daemon hand memory back once it is idle (packages/daemon/src/memory.ts).
+#!/usr/bin/env -S node --max-semi-space-size=8 --expose-gc
+// pnpm's bin shim copies these flags from this line. The first caps V8's young generation at
+// 8 MB: under load it would otherwise grow to over 100 MB, which the daemon then keeps as resident
+// memory long after the load is gone. The second lets the daemon hand memory back once it is idle
+// (packages/daemon/src/memory.ts).
 //
 // This one file is JavaScript: it runs the bundle that ../build.ts makes of the TypeScript
 // sources, and first makes it again when it is missing or older than any file it was made from.
