@@ -21,7 +21,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { Pool } from 'undici'
 import { generateIdentity } from '../packages/core/src/index.ts'
 import { type Connection, createP2PNode, type Stream } from '../packages/p2p/src/index.ts'
-import { BODY } from './lib.ts'
+import { BODY, stopChild } from './lib.ts'
 
 const PROTOCOL = '/gate-bench/forward/1.0.0'
 const STREAMS = { maxInboundStreams: 1024, maxOutboundStreams: 1024 }
@@ -48,11 +48,7 @@ type Role = string[] | ((previous: Record<string, unknown>) => string[])
 async function launch(roles: Role[]): Promise<Least> {
   const children: ChildProcess[] = []
   const stop = async () => {
-    for (const child of children.reverse()) {
-      if (child.exitCode !== null || child.signalCode !== null) continue
-      child.kill('SIGTERM')
-      await once(child, 'exit')
-    }
+    for (const child of [...children].reverse()) await stopChild(child)
   }
   try {
     let ready: Record<string, unknown> = {}
