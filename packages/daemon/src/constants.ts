@@ -8,7 +8,7 @@ export const SHUTDOWN_GRACE_MS = 10_000
 export const IDLE_TRIM_MS = 10_000
 /** How long a finished request's line may wait to be written to `requests.jsonl`. @default 100 ms */
 export const REQUEST_LOG_FLUSH_MS = 100
-/** How much of a response's end is kept to find its `usage`. @default 4096 bytes */
+/** How much of a response's end is searched for its `usage`. @default 4096 bytes */
 export const USAGE_TAIL_BYTES = 4096
 /** Largest non-streaming response body held to answer it whole. @default 64 MiB */
 export const MAX_RESPONSE_BYTES = 64 * 1024 * 1024

@@ -1,4 +1,11 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import {
+  Counter,
+  collectDefaultMetrics,
+  Gauge,
+  type Metric,
+  type MetricValueWithName,
+  Registry,
+} from 'prom-client'
 import type { UsageTotals } from './request-log.ts'
 
 /** What the provider gauges read on each scrape. */
@@ -49,6 +56,63 @@ function byKind(labels: Labels, totals: UsageTotals): Array<[Labels, number]> {
   ]
 }
 
+/**
+ * A Prometheus histogram by route, counted in plain arrays and laid out for the registry at each
+ * scrape. prom-client's `Histogram` hashes its label set on every observation, a cost on every
+ * request; a route is one of a fixed few strings, so this finds its counts in a map.
+ */
+export class RouteHistogram {
+  readonly name: string
+  readonly help: string
+  readonly type = 'histogram'
+  readonly aggregator = 'sum'
+  readonly #bounds: number[]
+  /** Per route: observations per bucket (not cumulative; the last one is above every bound), sum. */
+  readonly #routes = new Map<string, { buckets: number[]; sum: number }>()
+
+  constructor(name: string, help: string, bounds: number[], registry: Registry) {
+    this.name = name
+    this.help = help
+    this.#bounds = bounds
+    // The registry takes any object with a name and a `get()` giving this shape; its types only
+    // name prom-client's own classes.
+    registry.registerMetric(this as unknown as Metric)
+  }
+
+  observe(route: string, value: number): void {
+    let counts = this.#routes.get(route)
+    if (!counts) {
+      counts = { buckets: new Array<number>(this.#bounds.length + 1).fill(0), sum: 0 }
+      this.#routes.set(route, counts)
+    }
+    let i = 0
+    while (i < this.#bounds.length && value > (this.#bounds[i] as number)) i++
+    counts.buckets[i] = (counts.buckets[i] as number) + 1
+    counts.sum += value
+  }
+
+  get(): {
+    name: string
+    help: string
+    type: string
+    aggregator: string
+    values: MetricValueWithName<string>[]
+  } {
+    const values: MetricValueWithName<string>[] = []
+    for (const [route, { buckets, sum }] of this.#routes) {
+      let count = 0
+      for (const [i, n] of buckets.entries()) {
+        count += n
+        const le = i < this.#bounds.length ? (this.#bounds[i] as number) : '+Inf'
+        values.push({ metricName: `${this.name}_bucket`, labels: { le, route }, value: count })
+      }
+      values.push({ metricName: `${this.name}_sum`, labels: { route }, value: sum })
+      values.push({ metricName: `${this.name}_count`, labels: { route }, value: count })
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
+  }
+}
+
 /** The daemon's Prometheus metrics, one registry per daemon so tests can run several. */
 export class Metrics {
   readonly registry = new Registry()
@@ -65,13 +129,12 @@ export class Metrics {
     ['route', 'status'],
     () => [...this.sources.requests()].map(({ route, status, count }) => [{ route, status }, count]),
   )
-  readonly duration = new Histogram({
-    name: 'gate_request_duration_seconds',
-    help: 'API request latency by route',
-    labelNames: ['route'] as const,
-    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
-    registers: [this.registry],
-  })
+  readonly duration = new RouteHistogram(
+    'gate_request_duration_seconds',
+    'API request latency by route',
+    [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+    this.registry,
+  )
   readonly tokens = this.#totals(
     'gate_tokens_total',
     'Tokens served, by consumer and kind (prompt|completion)',

@@ -270,6 +270,11 @@ describe('control port', () => {
     assert.doesNotMatch(prom, /nothing-/)
     assert.match(prom, /gate_requests_total\{route="unmatched",status="404"\} 30/)
     assert.match(prom, /gate_request_duration_seconds_count\{route="unmatched"\} 30/)
+    // The latency histogram's buckets add up: every request is under the top bound and +Inf.
+    assert.match(prom, /# TYPE gate_request_duration_seconds histogram/)
+    assert.match(prom, /gate_request_duration_seconds_bucket\{le="120",route="unmatched"\} 30/)
+    assert.match(prom, /gate_request_duration_seconds_bucket\{le="\+Inf",route="unmatched"\} 30/)
+    assert.match(prom, /gate_request_duration_seconds_sum\{route="unmatched"\} 0\.\d+/)
     assert.match(prom, /gate_requests_total\{route="\/v1\/models\/\{model\}",status="404"\} 1/)
     const { requests } = await rpc(gate).call('request_history', { limit: 2 })
     assert.deepEqual(

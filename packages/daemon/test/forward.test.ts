@@ -5,7 +5,12 @@ import type { AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
 import { TimeoutError, UpstreamError } from '@gate/core'
 import type { PeerResponse, RequestHead } from '@gate/p2p'
-import { forwardToPeer, type PeerExchange, type PeerForwardResult } from '../src/api/forward.ts'
+import {
+  type ForwardRequest,
+  forwardToPeer,
+  type PeerExchange,
+  type PeerForwardResult,
+} from '../src/api/forward.ts'
 import { waitFor } from './utils/wait.ts'
 
 const CHUNK = Buffer.alloc(64 * 1024, 'x')
@@ -35,7 +40,7 @@ function stalled(signal: AbortSignal): Promise<never> {
 async function startForwarder(mesh: PeerExchange, options: { isLast?: boolean; timeoutMs?: number } = {}) {
   const results: Array<Promise<PeerForwardResult>> = []
   const server = createServer((_req, res: ServerResponse) => {
-    const request = {
+    const request: ForwardRequest = {
       res,
       responseHeaders: {},
       path: '/chat/completions',
@@ -43,6 +48,10 @@ async function startForwarder(mesh: PeerExchange, options: { isLast?: boolean; t
       body: Buffer.from('{}'),
       timeoutMs: options.timeoutMs ?? 10_000,
     }
+    // As the API does: a client that goes away cancels the exchange.
+    res.once('close', () => {
+      if (!res.writableFinished) request.cancel?.()
+    })
     const result = forwardToPeer(mesh, 'peer', request, options.isLast ?? true)
     results.push(result)
     // As the API does: an error before anything was sent is answered with its status.

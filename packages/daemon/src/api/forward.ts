@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { GateError, TimeoutError, UpstreamError } from '@gate/core'
 import type { PeerResponse, RequestHead } from '@gate/p2p'
 import type { Dispatcher } from 'undici'
-import { MAX_RESPONSE_BYTES, USAGE_TAIL_BYTES } from '../constants.ts'
+import { MAX_RESPONSE_BYTES } from '../constants.ts'
 import { describeError, type Provider } from '../providers/provider.ts'
 import { openAiErrorBody } from './errors.ts'
 import type { ApiResponse } from './peer-call.ts'
@@ -22,6 +22,13 @@ export interface ForwardRequest {
   headers: Record<string, string | string[]>
   body: Buffer
   timeoutMs: number
+  /**
+   * Set by `forward` and `forwardToPeer` while the upstream exchange runs. The owner of `res` calls
+   * it when the client goes away before its response is finished, which aborts the exchange (the
+   * engine or the peer sees the abort). One listener per request, the owner's, instead of one per
+   * attempt: adding and removing listeners on the response showed in every request's cost.
+   */
+  cancel?: (() => void) | undefined
 }
 
 /** The client went away before its whole response was written. */
@@ -50,54 +57,65 @@ export function endToEndHeaders(headers: IncomingHttpHeaders): Record<string, st
 
 /**
  * Sends the request to each candidate in turn until one answers, failing over only while no
- * byte has reached the client. SSE responses are piped chunk by chunk with backpressure (the
- * upstream is paused while the client's socket is full); other responses are held until complete
- * so an engine dying mid-body becomes a clean 502 instead of a truncated 200. `more`: there are
- * other candidates after these (peers), so the last one's 5xx is a failure, not the answer.
+ * byte has reached the client; `done` gets the outcome. SSE responses are piped chunk by chunk
+ * with backpressure (the upstream is paused while the client's socket is full); other responses
+ * are held until complete so an engine dying mid-body becomes a clean 502 instead of a truncated
+ * 200. `more`: there are other candidates after these (peers), so the last one's 5xx is a
+ * failure, not the answer. Callbacks, not promises: this is every local request's path, and each
+ * promise and await showed in its cost.
  */
-export async function forward(
+export function forward(
   request: ForwardRequest,
   candidates: Provider[],
-  more = false,
-): Promise<ForwardResult> {
+  more: boolean,
+  done: (result: ForwardResult) => void,
+): void {
   let last: ForwardResult | undefined
-  for (let i = 0; i < candidates.length; i++) {
-    const provider = candidates[i] as Provider
-    if (!provider.breaker.tryAcquire()) continue
-    const result = await attempt(request, provider, !more && i === candidates.length - 1)
-    if (result.ok && result.status < 500) provider.breaker.success()
-    else if (clientGone(request.res)) provider.breaker.release()
-    else provider.breaker.failure()
-    if (result.ok || result.sent || clientGone(request.res)) return result
-    last = result
+  const next = (from: number): void => {
+    for (let i = from; i < candidates.length; i++) {
+      const provider = candidates[i] as Provider
+      if (!provider.breaker.tryAcquire()) continue
+      const isLast = !more && i === candidates.length - 1
+      attempt(request, provider, isLast, (result) => {
+        if (result.ok && result.status < 500) provider.breaker.success()
+        else if (clientGone(request.res)) provider.breaker.release()
+        else provider.breaker.failure()
+        if (result.ok || result.sent || clientGone(request.res)) return done(result)
+        last = result
+        next(i + 1)
+      })
+      return
+    }
+    // Every candidate failed, or its breaker refused (another request took the half-open probe).
+    done(last ?? { ok: false, provider: null, error: new UpstreamError('no provider answered'), sent: false })
   }
-  // Every candidate's breaker refused (another request took the half-open probe).
-  return last ?? { ok: false, provider: null, error: new UpstreamError('no provider answered'), sent: false }
+  next(0)
 }
 
-function attempt(request: ForwardRequest, provider: Provider, isLast: boolean): Promise<ForwardResult> {
-  return new Promise((resolve) => {
-    const headers = { ...request.headers }
-    provider.authorize(headers)
-    provider.dispatch(
-      {
-        path: provider.basePath + request.path,
-        method: 'POST',
-        headers,
-        body: request.body,
-        headersTimeout: request.timeoutMs,
-        bodyTimeout: request.timeoutMs,
-      },
-      new UpstreamHandler(request, provider, isLast, resolve),
-    )
-  })
+function attempt(
+  request: ForwardRequest,
+  provider: Provider,
+  isLast: boolean,
+  done: (result: ForwardResult) => void,
+): void {
+  provider.dispatch(
+    {
+      path: provider.basePath + request.path,
+      method: 'POST',
+      headers: provider.authorized(request.headers),
+      body: request.body,
+      headersTimeout: request.timeoutMs,
+      bodyTimeout: request.timeoutMs,
+    },
+    new UpstreamHandler(request, provider, isLast, done),
+  )
 }
 
 class UpstreamHandler implements Dispatcher.DispatchHandler {
   readonly #request: ForwardRequest
   readonly #provider: Provider
   readonly #isLast: boolean
-  readonly #resolve: (result: ForwardResult) => void
+  readonly #done: (result: ForwardResult) => void
   #status = 0
   #headers: Record<string, string | string[]> = {}
   #stream = false
@@ -112,23 +130,21 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
     request: ForwardRequest,
     provider: Provider,
     isLast: boolean,
-    resolve: (result: ForwardResult) => void,
+    done: (result: ForwardResult) => void,
   ) {
     this.#request = request
     this.#provider = provider
     this.#isLast = isLast
-    this.#resolve = resolve
+    this.#done = done
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
-    const { res } = this.#request
-    if (clientGone(res)) {
+    if (clientGone(this.#request.res)) {
       controller.abort(new Error('client closed the request'))
       return
     }
-    // A client that goes away aborts the upstream request (the engine sees the abort).
     this.#controller = controller
-    res.once('close', this.#onClose)
+    this.#request.cancel = this.#cancel
   }
 
   /**
@@ -136,8 +152,8 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
    * measured as keeping each request's objects alive through young-generation collections
    * (about 5 KB per request moved to the old generation under load); this one does not.
    */
-  readonly #onClose = (): void => {
-    if (!this.#request.res.writableFinished) this.#controller?.abort(new Error('client closed the request'))
+  readonly #cancel = (): void => {
+    this.#controller?.abort(new Error('client closed the request'))
   }
 
   onResponseStart(
@@ -202,8 +218,8 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
   }
 
   #succeed(body: Buffer): void {
-    const usage = findUsage(body.subarray(-USAGE_TAIL_BYTES).toString()) ?? null
-    this.#resolve({ ok: true, provider: this.#provider, status: this.#status, stream: this.#stream, usage })
+    const usage = findUsage(body) ?? null
+    this.#done({ ok: true, provider: this.#provider, status: this.#status, stream: this.#stream, usage })
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
@@ -217,11 +233,11 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
       // Mid-stream failure: end the SSE stream with an error event and no [DONE].
       this.#request.res.end(`data: ${openAiErrorBody(error)}\n\n`)
     }
-    this.#resolve({ ok: false, provider: this.#provider, error, sent: this.#sent })
+    this.#done({ ok: false, provider: this.#provider, error, sent: this.#sent })
   }
 
   #cleanup(): void {
-    this.#request.res.off('close', this.#onClose)
+    this.#request.cancel = undefined
   }
 }
 
@@ -263,10 +279,7 @@ export async function forwardToPeer(
 ): Promise<PeerForwardResult> {
   const { res } = request
   const gone = new AbortController()
-  const onClose = () => {
-    if (!res.writableFinished) gone.abort(new Error('client closed the request'))
-  }
-  res.once('close', onClose)
+  request.cancel = () => gone.abort(new Error('client closed the request'))
   // Like an engine's head and body timeouts: the wait for the head, then each wait between chunks.
   const timer = setTimeout(
     () => gone.abort(new TimeoutError(`node ${nodeId} did not answer in time`)),
@@ -276,7 +289,7 @@ export async function forwardToPeer(
   /** `[DONE]` went through: a client closing now has had everything. */
   let complete = false
   const tail: Buffer[] = []
-  const usage = () => findUsage(Buffer.concat(tail).subarray(-USAGE_TAIL_BYTES).toString()) ?? null
+  const usage = () => findUsage(Buffer.concat(tail)) ?? null
   try {
     const head = { method: 'POST', path: `/v1${request.path}`, headers: request.headers }
     const answer = await mesh.exchange(nodeId, head, request.body, gone.signal)
@@ -330,7 +343,7 @@ export async function forwardToPeer(
     return { ok: false, error, sent }
   } finally {
     clearTimeout(timer)
-    res.off('close', onClose)
+    request.cancel = undefined
   }
 }
 

@@ -16,10 +16,18 @@ import type { Logger } from 'pino'
 import { RETRY_AFTER_SECONDS } from '../constants.ts'
 import type { EventBus } from '../events.ts'
 import type { Metrics } from '../metrics.ts'
+import type { Provider } from '../providers/provider.ts'
 import type { ProviderRegistry } from '../providers/registry.ts'
 import type { RequestLog } from '../request-log.ts'
 import { sendError, toGateError, tooLarge } from './errors.ts'
-import { clientGone, forward, forwardToPeer, type PeerExchange } from './forward.ts'
+import {
+  clientGone,
+  type ForwardRequest,
+  forward,
+  forwardToPeer,
+  type PeerExchange,
+  type PeerForwardResult,
+} from './forward.ts'
 import { checkApiKey, checkLocalRequest, isLoopbackOrigin } from './guards.ts'
 import { type ApiRequest, type ApiResponse, PeerRequest, PeerResponse } from './peer-call.ts'
 import { RateLimiter } from './rate-limit.ts'
@@ -101,8 +109,10 @@ interface Exchange {
   node: string
   usage: Usage | null
   error: string | null
-  /** Settles when the upstream exchange is over. */
-  forwarded: Promise<unknown>
+  /** The upstream exchange (engine or peer) under way, if any: its record waits for its outcome. */
+  upstream: ForwardRequest | null
+  /** Its response has closed. */
+  closed: boolean
   /** The whole response reached the client, even if it closed the connection before our last write (SSE after `[DONE]`). */
   complete: boolean
   /** Its record is made: once, though a client leaving mid-body both closes and fails it. */
@@ -126,6 +136,9 @@ export class ApiServer {
    */
   readonly #inflight: Exchange[] = []
   readonly #peerLimits = new RateLimiter()
+  /** The latest record's start, in whole milliseconds, and as `#isoTime` wrote it. */
+  #timeMs = 0
+  #time = ''
 
   constructor(components: ApiComponents) {
     this.#c = components
@@ -201,15 +214,25 @@ export class ApiServer {
       node: this.#c.nodeId,
       usage: null,
       error: null,
-      forwarded: Promise.resolve(),
+      upstream: null,
+      closed: false,
       complete: false,
       recorded: false,
       slot: -1,
     }
-    this.#route(ex, source, peer).catch((err: unknown) => this.#fail(ex, toGateError(err)))
+    try {
+      this.#route(ex, source, peer)
+    } catch (err) {
+      this.#fail(ex, toGateError(err))
+    }
   }
 
-  async #route(ex: Exchange, source: RequestSource, peer: string | undefined): Promise<void> {
+  /**
+   * The request's way through the pipeline, in steps run as their input arrives (its body, the
+   * engine's answer): callbacks rather than promises on the path of every local request, where
+   * each promise and await showed in its cost. What a step throws is the answer (`#fail`).
+   */
+  #route(ex: Exchange, source: RequestSource, peer: string | undefined): void {
     const { req, res } = ex
     const url = req.url ?? '/'
     const q = url.indexOf('?')
@@ -231,28 +254,41 @@ export class ApiServer {
       })
       return void res.end()
     }
-    if (path === '/health') return this.#json(ex, 200, { status: 'ok', node_id: this.#c.nodeId })
+    if (path === '/health') return void this.#json(ex, 200, { status: 'ok', node_id: this.#c.nodeId })
     if (!path.startsWith('/v1/')) throw new NotFoundError(`no route ${req.method} ${path}`)
     const config = this.#c.config()
     if (source === 'relay')
       ex.consumer = keyConsumer(checkApiKey(req.headers.authorization, config.security.api_keys))
     const sub = path.slice(3)
-    if (req.method === 'GET' && sub.startsWith('/models')) await this.#c.providers.settle()
-    if (req.method === 'GET' && sub === '/models') return this.#json(ex, 200, this.#modelList())
-    if (req.method === 'GET' && sub.startsWith('/models/')) {
-      const id = decodePathPart(sub.slice('/models/'.length))
-      ex.model = id
-      const model = this.#modelList().data.find((m) => m.id === id)
-      if (!model) throw new NotFoundError(`model "${id}" not found`, { param: 'model' })
-      return this.#json(ex, 200, model)
+    if (req.method === 'GET' && (sub === '/models' || sub.startsWith('/models/'))) {
+      return void this.#later(ex, this.#models(ex, sub))
     }
     if (req.method !== 'POST' || !FORWARDED.has(sub))
       throw new NotFoundError(`no route ${req.method} ${path}`)
-    await this.#forward(ex, sub, config, source === 'peer' ? peer : undefined)
+    this.#forward(ex, sub, config, source === 'peer' ? peer : undefined)
   }
 
-  /** `peer`: the node the request came from, held to its rate limit. */
-  async #forward(ex: Exchange, sub: string, config: Config, peer: string | undefined): Promise<void> {
+  /** `GET /v1/models` and `/v1/models/{model}`, once every provider has answered a health check. */
+  async #models(ex: Exchange, sub: string): Promise<void> {
+    await this.#c.providers.settle()
+    if (sub === '/models') return this.#json(ex, 200, this.#modelList())
+    const id = decodePathPart(sub.slice('/models/'.length))
+    ex.model = id
+    const model = this.#modelList().data.find((m) => m.id === id)
+    if (!model) throw new NotFoundError(`model "${id}" not found`, { param: 'model' })
+    this.#json(ex, 200, model)
+  }
+
+  /** A step of `ex` that goes on asynchronously: what it rejects with is the answer. */
+  #later(ex: Exchange, step: Promise<void>): void {
+    step.catch((err: unknown) => this.#fail(ex, toGateError(err)))
+  }
+
+  /**
+   * Takes the request in (held to the limits, counted in flight, recorded once its response has
+   * closed) and reads its body. `peer`: the node the request came from, held to its rate limit.
+   */
+  #forward(ex: Exchange, sub: string, config: Config, peer: string | undefined): void {
     const { req, res } = ex
     if (peer !== undefined) {
       const { per_peer_rps, burst } = config.security.rate_limit
@@ -263,12 +299,34 @@ export class ApiServer {
       throw new RateLimitedError('too many requests in flight: retry shortly', RETRY_AFTER_SECONDS)
     }
     ex.slot = this.#inflight.push(ex) - 1
-    res.once('close', () => {
-      this.#settle(ex)
-      // Recorded once the forward has settled and stored its outcome (its continuation was registered first).
-      void ex.forwarded.then(() => this.#record(ex))
+    res.once('close', () => this.#closed(ex))
+    readBody(req, config.security.max_body_bytes, (err, body) => {
+      try {
+        if (err) throw err
+        this.#dispatch(ex, sub, config, peer, body as Buffer)
+      } catch (err) {
+        this.#fail(ex, toGateError(err))
+      }
     })
-    const body = await readBody(req, config.security.max_body_bytes)
+  }
+
+  /** The response has closed: the request leaves those in flight, its upstream is cancelled if the client went away, and it is recorded unless that upstream has yet to settle. */
+  #closed(ex: Exchange): void {
+    this.#settle(ex)
+    ex.closed = true
+    if (ex.upstream === null) return void this.#record(ex)
+    if (!ex.res.writableFinished) ex.upstream.cancel?.()
+  }
+
+  /** The upstream exchange has settled and its outcome is stored: recorded if the response has closed. */
+  #settled(ex: Exchange): void {
+    ex.upstream = null
+    if (ex.closed) this.#record(ex)
+  }
+
+  /** The body is in: picks who serves the request, from its model and `X-Target-Node`. */
+  #dispatch(ex: Exchange, sub: string, config: Config, peer: string | undefined, body: Buffer): void {
+    const { req } = ex
     const { model, stream } = parseModel(body)
     ex.model = model
     ex.stream = stream
@@ -283,20 +341,41 @@ export class ApiServer {
       if (nodeId !== this.#c.nodeId) {
         if (!this.#c.mesh.trusts(nodeId))
           throw new NotFoundError(`unknown node ${nodeId}: it is not in network.trusted_peers`)
-        return this.#forwardToPeers(ex, [nodeId], sub, body, config)
+        return void this.#toPeers(ex, [nodeId], sub, body, config)
       }
       named = true
     }
     const { providers } = this.#c
-    let candidates = providers.candidates(model)
+    const candidates = providers.candidates(model)
+    if (candidates.length > 0)
+      return void this.#choose(ex, candidates, sub, body, config, named || peer !== undefined)
+    // None may be known yet: the first health checks may still be under way.
+    this.#later(
+      ex,
+      providers.settle().then(() => {
+        this.#choose(ex, providers.candidates(model), sub, body, config, named || peer !== undefined)
+      }),
+    )
+  }
+
+  /**
+   * Sends the request to the first of the local `candidates` that answers, else to the trusted
+   * peers that have its model. `here`: it is served by this node or not at all (it came from a
+   * peer, which do not pass requests on, or named this node).
+   */
+  #choose(
+    ex: Exchange,
+    candidates: Provider[],
+    sub: string,
+    body: Buffer,
+    config: Config,
+    here: boolean,
+  ): void {
+    const { providers } = this.#c
+    const model = ex.model as string
+    const peers = here ? [] : this.#c.mesh.candidates(model)
     if (candidates.length === 0) {
-      await providers.settle()
-      candidates = providers.candidates(model)
-    }
-    // A peer request is served here or not at all: peers do not pass requests on.
-    const peers = named || peer !== undefined ? [] : this.#c.mesh.candidates(model)
-    if (candidates.length === 0) {
-      if (peers.length > 0) return this.#forwardToPeers(ex, peers, sub, body, config, true)
+      if (peers.length > 0) return void this.#toPeers(ex, peers, sub, body, config, true)
       if (providers.knows(model)) throw new UnavailableError(`no healthy provider for model "${model}"`)
       const down = providers.unknownDown()
       if (down.length > 0) {
@@ -307,50 +386,44 @@ export class ApiServer {
       }
       throw new NotFoundError(`model "${model}" not found`, { param: 'model' })
     }
-    const forwarding = forward(
-      {
-        res,
-        responseHeaders: ex.headers,
-        path: sub,
-        headers: upstreamHeaders(req),
-        body,
-        timeoutMs: config.security.request_timeout * 1000,
-      },
-      candidates,
-      peers.length > 0,
-    )
-    ex.forwarded = forwarding
-    const result = await forwarding
-    ex.provider = result.provider?.name ?? null
-    if (result.ok) {
-      ex.usage = result.usage
-      ex.complete = true
-      return
+    const request: ForwardRequest = {
+      res: ex.res,
+      responseHeaders: ex.headers,
+      path: sub,
+      headers: upstreamHeaders(ex.req),
+      body,
+      timeoutMs: config.security.request_timeout * 1000,
     }
-    if (!result.sent && !clientGone(res) && peers.length > 0) {
-      // No local provider answered, and nothing has reached the client: the peers that have it.
-      ex.provider = null
-      return this.#forwardToPeers(ex, peers, sub, body, config, true)
-    }
-    ex.error = result.error.message
-    if (!result.sent && !clientGone(res)) sendError(ex.res, result.error as GateError, ex.headers)
+    ex.upstream = request
+    forward(request, candidates, peers.length > 0, (result) => {
+      try {
+        ex.provider = result.provider?.name ?? null
+        if (result.ok) {
+          ex.usage = result.usage
+          ex.complete = true
+        } else if (!result.sent && !clientGone(ex.res) && peers.length > 0) {
+          // No local provider answered, and nothing has reached the client: the peers that have it.
+          ex.provider = null
+          return void this.#toPeers(ex, peers, sub, body, config, true)
+        } else {
+          ex.error = result.error.message
+          if (!result.sent && !clientGone(ex.res)) sendError(ex.res, result.error as GateError, ex.headers)
+        }
+      } catch (err) {
+        this.#fail(ex, toGateError(err))
+      }
+      this.#settled(ex)
+    })
   }
 
   /**
    * Sends the request to peers in turn, failing over while nothing has reached the client.
    * `routed`: chosen by model (each peer's slot and breaker are tracked), not named by the client.
    */
-  async #forwardToPeers(
-    ex: Exchange,
-    nodeIds: string[],
-    sub: string,
-    body: Buffer,
-    config: Config,
-    routed = false,
-  ): Promise<void> {
+  #toPeers(ex: Exchange, nodeIds: string[], sub: string, body: Buffer, config: Config, routed = false): void {
     const headers = upstreamHeaders(ex.req)
     headers['x-request-id'] = ex.id
-    const request = {
+    const request: ForwardRequest = {
       res: ex.res,
       responseHeaders: ex.headers,
       path: sub,
@@ -358,20 +431,32 @@ export class ApiServer {
       body,
       timeoutMs: config.security.request_timeout * 1000,
     }
+    ex.upstream = request
+    this.#peerExchange(ex, nodeIds, request, routed).then(
+      () => this.#settled(ex),
+      (err: unknown) => {
+        this.#fail(ex, toGateError(err))
+        this.#settled(ex)
+      },
+    )
+  }
+
+  async #peerExchange(
+    ex: Exchange,
+    nodeIds: string[],
+    request: ForwardRequest,
+    routed: boolean,
+  ): Promise<void> {
     const { mesh } = this.#c
-    const forwarding = (async () => {
-      let result: Awaited<ReturnType<typeof forwardToPeer>> | undefined
-      for (const [i, nodeId] of nodeIds.entries()) {
-        ex.node = nodeId
-        const done = routed ? mesh.reserve(nodeId) : undefined
-        result = await forwardToPeer(mesh, nodeId, request, i === nodeIds.length - 1)
-        done?.(result.ok || clientGone(ex.res))
-        if (result.ok || result.sent || clientGone(ex.res)) break
-      }
-      return result as Awaited<ReturnType<typeof forwardToPeer>>
-    })()
-    ex.forwarded = forwarding
-    const result = await forwarding
+    let result: PeerForwardResult | undefined
+    for (const [i, nodeId] of nodeIds.entries()) {
+      ex.node = nodeId
+      const done = routed ? mesh.reserve(nodeId) : undefined
+      result = await forwardToPeer(mesh, nodeId, request, i === nodeIds.length - 1)
+      done?.(result.ok || clientGone(ex.res))
+      if (result.ok || result.sent || clientGone(ex.res)) break
+    }
+    result = result as PeerForwardResult // nodeIds is never empty
     if (result.ok) {
       ex.usage = result.usage
       ex.complete = true
@@ -411,10 +496,10 @@ export class ApiServer {
     const status = ex.res.writableFinished || ex.complete ? ex.res.statusCode : 499
     const latency = performance.now() - ex.start
     const { metrics, requestLog, events } = this.#c
-    metrics.duration.observe({ route: ex.route }, latency / 1000)
+    metrics.duration.observe(ex.route, latency / 1000)
     const record = {
       id: ex.id,
-      time: new Date(Date.now() - latency).toISOString(),
+      time: this.#isoTime(Date.now() - latency),
       method: ex.req.method ?? 'GET',
       route: ex.route,
       model: ex.model,
@@ -429,6 +514,16 @@ export class ApiServer {
     }
     requestLog.add(record)
     events.emit('request', record)
+  }
+
+  /** `ms` since the epoch as an ISO 8601 string: requests started in the same millisecond share one. */
+  #isoTime(ms: number): string {
+    const whole = Math.floor(ms)
+    if (whole !== this.#timeMs) {
+      this.#timeMs = whole
+      this.#time = new Date(whole).toISOString()
+    }
+    return this.#time
   }
 
   /** Local models and those of connected trusted peers, each once, with the nodes that serve it. */
@@ -475,28 +570,32 @@ function upstreamHeaders(req: ApiRequest): Record<string, string | string[]> {
   return out
 }
 
-function readBody(from: ApiRequest, limit: number): Promise<Buffer> {
-  if (from instanceof PeerRequest)
-    return from.body.length > limit ? Promise.reject(tooLarge(limit)) : Promise.resolve(from.body)
+/** Reads the request's body whole into `done`, or fails at the first byte over `limit`. */
+function readBody(from: ApiRequest, limit: number, done: (err: Error | null, body?: Buffer) => void): void {
+  if (from instanceof PeerRequest) {
+    if (from.body.length > limit) done(tooLarge(limit))
+    else done(null, from.body)
+    return
+  }
   const req = from as IncomingMessage
   const declared = Number(req.headers['content-length'])
-  if (declared > limit) return Promise.reject(tooLarge(limit))
+  if (declared > limit) return void done(tooLarge(limit))
   // The listeners stay: the request is done with once its body ends or fails. A body over the
   // limit keeps flowing to its end, its chunks dropped.
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let size = 0
-    req
-      .on('data', (chunk: Buffer) => {
-        size += chunk.length
-        if (size <= limit) chunks.push(chunk)
-        else if (size - chunk.length <= limit) reject(tooLarge(limit)) // the first chunk over
-      })
-      .on('end', () => {
-        if (size <= limit) resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks))
-      })
-      .on('error', reject)
-  })
+  const chunks: Buffer[] = []
+  let size = 0
+  req
+    .on('data', (chunk: Buffer) => {
+      size += chunk.length
+      if (size <= limit) chunks.push(chunk)
+      else if (size - chunk.length <= limit) done(tooLarge(limit)) // the first chunk over
+    })
+    .on('end', () => {
+      if (size <= limit) done(null, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks))
+    })
+    .on('error', (err) => {
+      if (size <= limit) done(err)
+    })
 }
 
 function decodePathPart(part: string): string {

@@ -1,3 +1,5 @@
+import { USAGE_TAIL_BYTES } from '../constants.ts'
+
 /** Token usage as engines report it, normalised across the Chat/Completions and Responses APIs. */
 export interface Usage {
   prompt_tokens: number
@@ -5,14 +7,19 @@ export interface Usage {
   total_tokens: number
 }
 
+const USAGE_KEY = Buffer.from('"usage"')
+
 /**
- * Finds the last `"usage": {…}` object in the tail of a response (a JSON body or an SSE stream),
- * so usage can be counted without parsing or holding the whole response.
+ * Finds the last `"usage": {…}` object in the last USAGE_TAIL_BYTES of a response (a JSON body or
+ * an SSE stream), so usage can be counted without parsing or holding the whole response. Only the
+ * bytes from that key on are decoded.
  */
-export function findUsage(tail: string): Usage | undefined {
-  const at = tail.lastIndexOf('"usage"')
+export function findUsage(body: Buffer): Usage | undefined {
+  const last = body.subarray(-USAGE_TAIL_BYTES)
+  const at = last.lastIndexOf(USAGE_KEY)
   if (at < 0) return undefined
-  const start = tail.indexOf('{', at)
+  const tail = last.toString('utf8', at)
+  const start = tail.indexOf('{')
   if (start < 0) return undefined
   const end = matchBrace(tail, start)
   if (end < 0) return undefined

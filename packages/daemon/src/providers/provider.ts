@@ -62,9 +62,9 @@ export class Provider {
     return undefined
   }
 
-  /** Adds the provider's API key, when it has one, to headers bound upstream. */
-  authorize(headers: Record<string, string | string[]>): void {
-    if (this.#authorization) headers.authorization = this.#authorization
+  /** Headers bound upstream with the provider's API key, when it has one (a copy then). */
+  authorized<H extends Record<string, string | string[]>>(headers: H): H {
+    return this.#authorization ? { ...headers, authorization: this.#authorization } : headers
   }
 
   start(): void {
@@ -118,8 +118,7 @@ export class Provider {
   }
 
   async #getJson(path: string): Promise<unknown> {
-    const headers: Record<string, string> = { accept: 'application/json' }
-    this.authorize(headers)
+    const headers = this.authorized({ accept: 'application/json' })
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(HEALTH_CHECK_TIMEOUT_MS)])
     const res = await this.pool.request({ method: 'GET', path, headers, signal })
     if (res.statusCode !== 200) {
