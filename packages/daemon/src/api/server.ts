@@ -310,7 +310,10 @@ export class ApiServer {
     })
   }
 
-  /** The response has closed: the request leaves those in flight, its upstream is cancelled if the client went away, and it is recorded unless that upstream has yet to settle. */
+  /**
+   * The response has closed: the request leaves those in flight, its upstream exchange is
+   * cancelled if the client went away, and it is recorded unless that exchange has yet to settle.
+   */
   #closed(ex: Exchange): void {
     this.#settle(ex)
     ex.closed = true
@@ -318,7 +321,7 @@ export class ApiServer {
     if (!ex.res.writableFinished) ex.upstream.cancel?.()
   }
 
-  /** The upstream exchange has settled and its outcome is stored: recorded if the response has closed. */
+  /** The upstream exchange has settled, its outcome stored: recorded if the response has closed. */
   #settled(ex: Exchange): void {
     ex.upstream = null
     if (ex.closed) this.#record(ex)
