@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { createServer, request as httpRequest, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { PassThrough } from 'node:stream'
 import { describe, it } from 'node:test'
 import { TimeoutError, UpstreamError } from '@gate/core'
 import type { PeerResponse, RequestHead } from '@gate/p2p'
@@ -77,6 +78,23 @@ function post(port: number) {
 }
 
 describe('forwardToPeer', () => {
+  it('sends nothing to the peer when the client has already gone', async () => {
+    const { mesh, signals } = fakePeer(() => Promise.reject(new Error('the peer was asked')))
+    const res = new PassThrough() as unknown as ServerResponse
+    res.destroy()
+    const result = await forwardToPeer(mesh, 'peer', {
+      res,
+      responseHeaders: {},
+      path: '/chat/completions',
+      headers: {},
+      body: Buffer.from('{}'),
+      timeoutMs: 10_000,
+    })
+    assert.equal(signals.length, 0, 'no exchange with the peer was started')
+    assert.ok(!result.ok && !result.sent)
+    assert.match(result.error.message, /client closed the request/)
+  })
+
   it('cancels the request at a peer that answered 5xx before failing over', async () => {
     const { mesh, signals } = fakePeer(async (signal) => ({
       head: { status: 503, headers: {} },

@@ -125,6 +125,11 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | undefined
   /** The stream's `[DONE]` went through: a client closing now has had everything. */
   #complete = false
+  /**
+   * `done` has been called. undici answers a throw from `onResponseEnd` with `onResponseError`:
+   * that must not report a second outcome (and fail over after an answer went out).
+   */
+  #finished = false
 
   constructor(
     request: ForwardRequest,
@@ -219,7 +224,7 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
 
   #succeed(body: Buffer): void {
     const usage = findUsage(body) ?? null
-    this.#done({ ok: true, provider: this.#provider, status: this.#status, stream: this.#stream, usage })
+    this.#finish({ ok: true, provider: this.#provider, status: this.#status, stream: this.#stream, usage })
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
@@ -233,7 +238,13 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
       // Mid-stream failure: end the SSE stream with an error event and no [DONE].
       this.#request.res.end(`data: ${openAiErrorBody(error)}\n\n`)
     }
-    this.#done({ ok: false, provider: this.#provider, error, sent: this.#sent })
+    this.#finish({ ok: false, provider: this.#provider, error, sent: this.#sent })
+  }
+
+  #finish(result: ForwardResult): void {
+    if (this.#finished) return
+    this.#finished = true
+    this.#done(result)
   }
 
   #cleanup(): void {
@@ -280,6 +291,8 @@ export async function forwardToPeer(
   const { res } = request
   const gone = new AbortController()
   request.cancel = () => gone.abort(new Error('client closed the request'))
+  // The client may have gone while the request waited (for its body, or the first health checks).
+  if (clientGone(res)) request.cancel()
   // Like an engine's head and body timeouts: the wait for the head, then each wait between chunks.
   const timer = setTimeout(
     () => gone.abort(new TimeoutError(`node ${nodeId} did not answer in time`)),
@@ -291,6 +304,7 @@ export async function forwardToPeer(
   const tail: Buffer[] = []
   const usage = () => findUsage(Buffer.concat(tail)) ?? null
   try {
+    gone.signal.throwIfAborted()
     const head = { method: 'POST', path: `/v1${request.path}`, headers: request.headers }
     const answer = await mesh.exchange(nodeId, head, request.body, gone.signal)
     timer.refresh()

@@ -412,10 +412,12 @@ export class ApiServer {
           ex.error = result.error.message
           if (!result.sent && !clientGone(ex.res)) sendError(ex.res, result.error as GateError, ex.headers)
         }
+        this.#settled(ex)
       } catch (err) {
+        // Nothing thrown here may reach undici, whose callback this runs in.
         this.#fail(ex, toGateError(err))
+        this.#settled(ex)
       }
-      this.#settled(ex)
     })
   }
 
@@ -587,17 +589,26 @@ function readBody(from: ApiRequest, limit: number, done: (err: Error | null, bod
   // limit keeps flowing to its end, its chunks dropped.
   const chunks: Buffer[] = []
   let size = 0
+  /** `done` has been called: once, whatever the stream does after. */
+  let called = false
   req
     .on('data', (chunk: Buffer) => {
       size += chunk.length
       if (size <= limit) chunks.push(chunk)
-      else if (size - chunk.length <= limit) done(tooLarge(limit)) // the first chunk over
+      else if (!called) {
+        called = true
+        done(tooLarge(limit))
+      }
     })
     .on('end', () => {
-      if (size <= limit) done(null, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks))
+      if (called) return
+      called = true
+      done(null, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks))
     })
     .on('error', (err) => {
-      if (size <= limit) done(err)
+      if (called) return
+      called = true
+      done(err)
     })
 }
 
