@@ -61,7 +61,7 @@ function byKind(labels: Labels, totals: UsageTotals): Array<[Labels, number]> {
  * scrape. prom-client's `Histogram` hashes its label set on every observation, a cost on every
  * request; a route is one of a fixed few strings, so this finds its counts in a map.
  */
-export class RouteHistogram {
+class RouteHistogram {
   readonly name: string
   readonly help: string
   readonly type = 'histogram'
