@@ -479,6 +479,31 @@ describe('gate CLI with a daemon', () => {
     await assert.rejects(stat(join(gate.home, 'daemon.json')), /ENOENT/)
   })
 
+  it('refuses to start on a port another daemon holds, naming the field, and says so in daemon.log', async () => {
+    await using first = await gateHome()
+    assert.equal((await first.run(['daemon', '--background'])).code, 0)
+    const runtime = JSON.parse(await readFile(join(first.home, 'daemon.json'), 'utf8')) as {
+      p2p: string[]
+      http: { port: number }
+      control: { port: number }
+    }
+    const p2pPort = Number(/\/ip4\/127\.0\.0\.1\/tcp\/(\d+)/.exec(runtime.p2p.join(' '))?.[1])
+    const cases: Array<[string, number]> = [
+      ['p2p_port', p2pPort],
+      ['http_port', runtime.http.port],
+      ['control_port', runtime.control.port],
+    ]
+    for (const [field, port] of cases) {
+      await using second = await gateHome({ network: { [field]: port } })
+      const pattern = new RegExp(`^error: network\\.${field}: 127\\.0\\.0\\.1:${port} is in use`)
+      assertOneLineError(await second.run(['daemon', '--background']), pattern)
+      const log = await readFile(join(second.home, 'logs', 'daemon.log'), 'utf8')
+      assert.match(log, new RegExp(`network\\.${field}: .*"msg":"gate daemon could not start"`), field)
+      assert.equal((await second.run(['status'])).stderr, NOT_RUNNING)
+    }
+    assert.equal((await first.run(['status'])).code, 0, 'the first daemon still runs')
+  })
+
   it('refuses to start with a wrong passphrase and keeps the identity it has', async () => {
     await using gate = await gateHome()
     assert.equal((await gate.run(['daemon', '--background'])).code, 0)

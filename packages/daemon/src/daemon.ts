@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
   type Config,
+  ConfigError,
   createOsKeyring,
   ensureDir,
   type GatePaths,
@@ -162,31 +163,34 @@ export class Daemon {
       const providers = new ProviderRegistry()
       await providers.update(config.providers)
       const requestLog = new RequestLog(paths.requestLog, identity.nodeId)
-      mesh = await Mesh.start({
-        identity,
-        config: () => configManager.config,
-        serve: (request, response, from) =>
-          api ? api.servePeer(request, response, from) : Promise.reject(new Error('starting')),
-        peerCache: paths.peers,
-        onPair: async (nodeId, secret) => {
-          if (!this.invites.redeem(secret)) return false
-          await addTrusted(configManager, nodeId)
-          void mesh?.peers.add(nodeId).catch(() => {})
-          return true
-        },
-        capabilities: () => ({
-          node_id: identity.nodeId,
-          supported_models: providers.models(),
-          max_context_length: null,
-          supports_streaming: true,
-          load_factor: Math.min(
-            1,
-            (api?.active ?? 0) / configManager.config.security.max_concurrent_requests,
-          ),
+      const { network } = config
+      mesh = await listening('network.p2p_port', network.p2p_host, network.p2p_port, () =>
+        Mesh.start({
+          identity,
+          config: () => configManager.config,
+          serve: (request, response, from) =>
+            api ? api.servePeer(request, response, from) : Promise.reject(new Error('starting')),
+          peerCache: paths.peers,
+          onPair: async (nodeId, secret) => {
+            if (!this.invites.redeem(secret)) return false
+            await addTrusted(configManager, nodeId)
+            void mesh?.peers.add(nodeId).catch(() => {})
+            return true
+          },
+          capabilities: () => ({
+            node_id: identity.nodeId,
+            supported_models: providers.models(),
+            max_context_length: null,
+            supports_streaming: true,
+            load_factor: Math.min(
+              1,
+              (api?.active ?? 0) / configManager.config.security.max_concurrent_requests,
+            ),
+          }),
+          logger,
+          events: this.events,
         }),
-        logger,
-        events: this.events,
-      })
+      )
       api = new ApiServer({
         nodeId: identity.nodeId,
         mesh,
@@ -214,8 +218,12 @@ export class Daemon {
         metrics: this.metrics,
         logger,
       })
-      const httpAddress = await api.listen(LOCAL_HOST, config.network.http_port)
-      const controlAddress = await running.control.listen(LOCAL_HOST, config.network.control_port)
+      const httpAddress = await listening('network.http_port', LOCAL_HOST, network.http_port, () =>
+        running.api.listen(LOCAL_HOST, network.http_port),
+      )
+      const controlAddress = await listening('network.control_port', LOCAL_HOST, network.control_port, () =>
+        running.control.listen(LOCAL_HOST, network.control_port),
+      )
       this.#startedAt = Date.now()
       running.runtime = {
         pid: process.pid,
@@ -254,6 +262,9 @@ export class Daemon {
         )
       }
     } catch (err) {
+      // For a daemon in the background, whose terminal is gone. On a terminal the command's own
+      // one-line error says it; a log line there would repeat it, stack and all.
+      if (!this.#init.terminal) logger.error({ err }, 'gate daemon could not start')
       await mesh?.stop()
       await api?.close(0)
       await closeLogger()
@@ -318,5 +329,32 @@ export class Daemon {
   requestShutdown(): void {
     if (this.#init.onShutdownRequest) this.#init.onShutdownRequest()
     else void this.stop()
+  }
+}
+
+/**
+ * Runs `listen`, which binds `host:port` (`field` in the config); a port that another program
+ * holds, or that this user may not bind, becomes an error that names the field. libp2p reports
+ * its own listen failures as one `UnsupportedListenAddressesError` with the cause in its text.
+ */
+async function listening<T>(field: string, host: string, port: number, listen: () => Promise<T>): Promise<T> {
+  try {
+    return await listen()
+  } catch (err) {
+    const { code, name, message } = err as { code?: unknown; name?: unknown; message?: unknown }
+    const text = String(message)
+    if (code === 'EADDRINUSE' || (name === 'UnsupportedListenAddressesError' && /in use/i.test(text))) {
+      throw new ConfigError(
+        [`${field}: ${host}:${port} is in use (another gate daemon, with another GATE_HOME?)`],
+        { cause: err },
+      )
+    }
+    if (
+      code === 'EACCES' ||
+      (name === 'UnsupportedListenAddressesError' && /EACCES|permission/i.test(text))
+    ) {
+      throw new ConfigError([`${field}: not allowed to listen on ${host}:${port}`], { cause: err })
+    }
+    throw err
   }
 }
