@@ -334,26 +334,22 @@ export class Daemon {
 
 /**
  * Runs `listen`, which binds `host:port` (`field` in the config); a port that another program
- * holds, or that this user may not bind, becomes an error that names the field. libp2p reports
- * its own listen failures as one `UnsupportedListenAddressesError` with the cause in its text.
+ * holds becomes an error that names the field. libp2p reports its own listen failures as one
+ * `UnsupportedListenAddressesError` with the cause in its text.
  */
 async function listening<T>(field: string, host: string, port: number, listen: () => Promise<T>): Promise<T> {
   try {
     return await listen()
   } catch (err) {
     const { code, name, message } = err as { code?: unknown; name?: unknown; message?: unknown }
-    const text = String(message)
-    if (code === 'EADDRINUSE' || (name === 'UnsupportedListenAddressesError' && /in use/i.test(text))) {
+    if (
+      code === 'EADDRINUSE' ||
+      (name === 'UnsupportedListenAddressesError' && /in use/i.test(String(message)))
+    ) {
       throw new ConfigError(
         [`${field}: ${host}:${port} is in use (another gate daemon, with another GATE_HOME?)`],
         { cause: err },
       )
-    }
-    if (
-      code === 'EACCES' ||
-      (name === 'UnsupportedListenAddressesError' && /EACCES|permission/i.test(text))
-    ) {
-      throw new ConfigError([`${field}: not allowed to listen on ${host}:${port}`], { cause: err })
     }
     throw err
   }
