@@ -348,16 +348,14 @@ export class ApiServer {
       }
       named = true
     }
+    const here = named || peer !== undefined
     const { providers } = this.#c
     const candidates = providers.candidates(model)
-    if (candidates.length > 0)
-      return void this.#choose(ex, candidates, sub, body, config, named || peer !== undefined)
+    if (candidates.length > 0) return void this.#choose(ex, candidates, sub, body, config, here)
     // None may be known yet: the first health checks may still be under way.
     this.#later(
       ex,
-      providers.settle().then(() => {
-        this.#choose(ex, providers.candidates(model), sub, body, config, named || peer !== undefined)
-      }),
+      providers.settle().then(() => this.#choose(ex, providers.candidates(model), sub, body, config, here)),
     )
   }
 
@@ -389,15 +387,7 @@ export class ApiServer {
       }
       throw new NotFoundError(`model "${model}" not found`, { param: 'model' })
     }
-    const request: ForwardRequest = {
-      res: ex.res,
-      responseHeaders: ex.headers,
-      path: sub,
-      headers: upstreamHeaders(ex.req),
-      body,
-      timeoutMs: config.security.request_timeout * 1000,
-    }
-    ex.upstream = request
+    const request = this.#upstream(ex, sub, body, config, upstreamHeaders(ex.req))
     forward(request, candidates, peers.length > 0, (result) => {
       try {
         ex.provider = result.provider?.name ?? null
@@ -428,15 +418,7 @@ export class ApiServer {
   #toPeers(ex: Exchange, nodeIds: string[], sub: string, body: Buffer, config: Config, routed = false): void {
     const headers = upstreamHeaders(ex.req)
     headers['x-request-id'] = ex.id
-    const request: ForwardRequest = {
-      res: ex.res,
-      responseHeaders: ex.headers,
-      path: sub,
-      headers,
-      body,
-      timeoutMs: config.security.request_timeout * 1000,
-    }
-    ex.upstream = request
+    const request = this.#upstream(ex, sub, body, config, headers)
     this.#peerExchange(ex, nodeIds, request, routed).then(
       () => this.#settled(ex),
       (err: unknown) => {
@@ -444,6 +426,25 @@ export class ApiServer {
         this.#settled(ex)
       },
     )
+  }
+
+  /** The exchange `ex` starts upstream (engine or peer), sent `headers`: under way until `#settled`. */
+  #upstream(
+    ex: Exchange,
+    sub: string,
+    body: Buffer,
+    config: Config,
+    headers: Record<string, string | string[]>,
+  ): ForwardRequest {
+    ex.upstream = {
+      res: ex.res,
+      responseHeaders: ex.headers,
+      path: sub,
+      headers,
+      body,
+      timeoutMs: config.security.request_timeout * 1000,
+    }
+    return ex.upstream
   }
 
   async #peerExchange(
@@ -591,25 +592,19 @@ function readBody(from: ApiRequest, limit: number, done: (err: Error | null, bod
   let size = 0
   /** `done` has been called: once, whatever the stream does after. */
   let called = false
+  const once = (err: Error | null, body?: Buffer) => {
+    if (called) return
+    called = true
+    done(err, body)
+  }
   req
     .on('data', (chunk: Buffer) => {
       size += chunk.length
       if (size <= limit) chunks.push(chunk)
-      else if (!called) {
-        called = true
-        done(tooLarge(limit))
-      }
+      else once(tooLarge(limit))
     })
-    .on('end', () => {
-      if (called) return
-      called = true
-      done(null, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks))
-    })
-    .on('error', (err) => {
-      if (called) return
-      called = true
-      done(err)
-    })
+    .on('end', () => once(null, chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)))
+    .on('error', (err) => once(err))
 }
 
 function decodePathPart(part: string): string {
