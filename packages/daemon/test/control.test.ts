@@ -264,6 +264,7 @@ describe('control port', () => {
   it('names routes in metrics and history from a fixed set, whatever paths clients ask for', async () => {
     await using engine = await startFakeEngine()
     await using gate = await startTestDaemon({ providers: [providerFor('a', engine)] })
+    const started = Date.now()
     for (let i = 0; i < 30; i++) assert.equal((await fetch(`${gate.url}/v1/nothing-${i}`)).status, 404)
     assert.equal((await fetch(`${gate.url}/v1/models/nope`)).status, 404)
     const prom = await (await fetch(`${gate.controlUrl}/metrics`)).text()
@@ -285,6 +286,11 @@ describe('control port', () => {
       ],
     )
     assert.match(requests[1]?.error ?? '', /no route GET \/v1\/nothing-29/)
+    // Each record's time is when its request started, in ISO 8601, newest first.
+    const times = requests.map((r) => r.time)
+    for (const time of times) assert.match(time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+    const [newest, older] = times.map(Date.parse) as [number, number]
+    assert.ok(started <= older && older <= newest && newest <= Date.now(), times.join(' '))
   })
 
   it('generates, exports and imports identities', async () => {
