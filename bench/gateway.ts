@@ -16,19 +16,16 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { IDLE_TRIM_MS } from '../packages/daemon/src/constants.ts'
 import { startFakeEngine } from '../packages/daemon/test/utils/fake-engine.ts'
 import { startLeastProxy } from './least.ts'
 import {
   freePort,
-  GATE_BIN,
   interleaved,
   type LoadResult,
   MODEL,
   printTable,
   requireTools,
   rssMb,
-  run,
   STREAM_CHUNKS,
   type StreamResult,
   startGate,
@@ -39,11 +36,8 @@ import {
   wrk,
 } from './lib.ts'
 
-/**
- * How long the daemon sits idle before its memory is read, at start and after the load: long
- * enough for its idle trim, which comes at most two intervals after the last request.
- */
-const IDLE_SETTLE_MS = 2 * IDLE_TRIM_MS + 2000
+/** How long the daemon sits idle before its memory is read, at start and after the load. */
+const IDLE_SETTLE_MS = 20_000
 
 type Target = 'direct' | 'nginx' | 'least' | 'gate'
 const TARGETS: Target[] = ['direct', 'nginx', 'least', 'gate']
@@ -62,9 +56,6 @@ async function main(): Promise<void> {
     stack.push(nginx.stop)
     const least = await startLeastProxy(engine.url)
     stack.push(() => least[Symbol.asyncDispose]())
-    // Like any earlier run of `gate`, this makes the bundle if it is stale and fills node's
-    // compile cache (see bin.js), so the daemon measured here starts as a user's does.
-    await run(GATE_BIN, ['--version'])
     const gate = await startGate(
       dir,
       'gate',

@@ -1,4 +1,5 @@
 import { GateError } from '@gate/core'
+import { VERSION } from '@gate/daemon'
 import { RpcError, RpcTransportError } from '@gate/rpc'
 import { Command, CommanderError } from 'commander'
 import { registerConfigCommands } from './commands/config.ts'
@@ -8,8 +9,6 @@ import { registerLogsCommand } from './commands/logs.ts'
 import { registerPeersCommands } from './commands/peers.ts'
 import { registerSetupCommand } from './commands/setup.ts'
 import { CliError } from './context.ts'
-
-export const VERSION = '0.1.0'
 
 /** Runs the `gate` CLI and returns its exit code; every failure is one line on stderr. */
 export async function main(argv: string[]): Promise<number> {

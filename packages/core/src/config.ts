@@ -18,8 +18,10 @@ export const DEFAULT_HEALTH_CHECK_INTERVAL = 30
 export const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 /** @default 64 */
 export const DEFAULT_MAX_CONCURRENT_REQUESTS = 64
-/** Seconds an engine may take to send response headers before the request fails with 504. @default 300 */
+/** Seconds an upstream may be silent (before its answer, and between two chunks) before the request fails with 504. @default 300 */
 export const DEFAULT_REQUEST_TIMEOUT = 300
+/** Seconds a client may leave its request body stalled before the request fails with 408. @default 30 */
+export const DEFAULT_BODY_TIMEOUT = 30
 
 export const PROVIDER_KINDS = ['ollama', 'lmstudio', 'openai'] as const
 export type ProviderKind = (typeof PROVIDER_KINDS)[number]
@@ -99,6 +101,7 @@ export const ConfigSchema = z.strictObject({
       max_concurrent_requests: positiveInt.default(DEFAULT_MAX_CONCURRENT_REQUESTS),
       max_body_bytes: positiveInt.default(DEFAULT_MAX_BODY_BYTES),
       request_timeout: positiveNumber.default(DEFAULT_REQUEST_TIMEOUT),
+      body_timeout: positiveNumber.default(DEFAULT_BODY_TIMEOUT),
     })
     .prefault({}),
   relay: z
@@ -110,6 +113,7 @@ export const ConfigSchema = z.strictObject({
 export type Config = z.output<typeof ConfigSchema>
 export type ConfigInput = z.input<typeof ConfigSchema>
 export type ProviderConfig = z.output<typeof ProviderConfigSchema>
+export type SecurityConfig = Config['security']
 
 /** Validates a parsed config object, filling defaults; throws ConfigError naming every bad field. */
 export function parseConfig(value: unknown): Config {
@@ -194,6 +198,47 @@ function withoutCredentials(text: string): string {
   url.username = ''
   url.password = ''
   return url.href
+}
+
+/** What replaces a secret in a config shown to a user. */
+const REDACTED = '[redacted]'
+
+/** Query parameters that carry credentials (`?key=…`, `?api_key=…`, `?token=…`, a signature). */
+const SECRET_QUERY = /key|token|secret|pass|auth|sig/i
+
+/** A URL with its user name, password and credential-like query values replaced by a marker. */
+export function redactUrl(text: string): string {
+  const url = URL.parse(text)
+  if (!url) return text
+  let changed = false
+  if (url.username !== '' || url.password !== '') {
+    url.username = REDACTED
+    url.password = ''
+    changed = true
+  }
+  for (const [name] of url.searchParams) {
+    if (SECRET_QUERY.test(name)) {
+      url.searchParams.set(name, REDACTED)
+      changed = true
+    }
+  }
+  return changed ? url.href : text
+}
+
+/**
+ * A config with its secrets replaced by a marker: API keys, and credentials in provider URLs.
+ * What `get_config` and `gate config show` return unless secrets are asked for.
+ */
+export function redactConfig(config: Config): Config {
+  return {
+    ...config,
+    providers: config.providers.map((p) => ({
+      ...p,
+      url: redactUrl(p.url),
+      ...(p.api_key === undefined ? {} : { api_key: REDACTED }),
+    })),
+    security: { ...config.security, api_keys: config.security.api_keys.map(() => REDACTED) },
+  }
 }
 
 /** Which top-level changes need a restart to apply; all others apply live. */

@@ -7,6 +7,7 @@ export type ErrorCode =
   | 'unauthorized'
   | 'forbidden'
   | 'not_found'
+  | 'request_timeout'
   | 'payload_too_large'
   | 'rate_limited'
   | 'upstream_error'
@@ -43,6 +44,12 @@ export class ForbiddenError extends GateError {
 export class NotFoundError extends GateError {
   override name = 'NotFoundError'
   override readonly code = 'not_found'
+}
+
+/** The client did not send its whole request in time. */
+export class RequestTimeoutError extends GateError {
+  override name = 'RequestTimeoutError'
+  override readonly code = 'request_timeout'
 }
 
 export class PayloadTooLargeError extends GateError {
@@ -100,4 +107,14 @@ export class InvalidNodeIdError extends GateError {
 export class KeyringUnavailableError extends GateError {
   override name = 'KeyringUnavailableError'
   override readonly code = 'unavailable'
+}
+
+/** A one-line description of any error for logs and messages: its message, and its code when it has one. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = (err as { cause?: unknown }).cause
+    const code = (err as { code?: unknown }).code ?? (cause as { code?: unknown } | undefined)?.code
+    return typeof code === 'string' ? `${err.message} (${code})` : err.message
+  }
+  return String(err)
 }

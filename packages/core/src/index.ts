@@ -10,10 +10,14 @@
  * console.log(identity.nodeId)
  * ```
  */
+
+export * from './breaker.ts'
 export * from './config.ts'
 export * from './errors.ts'
 export * from './fs.ts'
 export * from './identity.ts'
 export * from './key-store.ts'
+export type * from './logger.ts'
 export * from './node-id.ts'
 export * from './paths.ts'
+export * from './peers.ts'

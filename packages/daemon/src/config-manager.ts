@@ -6,12 +6,14 @@ import {
   ConfigError,
   defaultConfig,
   ensureDir,
+  type ProviderConfig,
   parseConfig,
   parseConfigFile,
   parseConfigText,
   restartRequiredChanges,
   writeFileAtomic,
 } from '@gate/core'
+import { safeNodeId } from '@gate/p2p'
 
 export type ConfigPatch = Record<string, unknown>
 export interface UpdateResult {
@@ -24,6 +26,8 @@ const WATCH_DEBOUNCE_MS = 100
 
 export interface ConfigManagerInit {
   path: string
+  /** The providers a new config starts with (the engines found on this machine). @default none */
+  detect?: () => Promise<ProviderConfig[]>
   /** Called after a valid new config took effect, from the file or from `update`. */
   onChange: (next: Config, previous: Config, restartRequired: string[]) => void | Promise<void>
   /** Called when the file changed but does not validate, or could not be applied. */
@@ -56,12 +60,17 @@ export class ConfigManager {
     return this.#config
   }
 
-  /** Reads the file, creating it with defaults when missing; throws ConfigError when invalid. */
-  async load(): Promise<Config> {
+  /**
+   * Reads the file, creating it when missing: with defaults, and the providers `detect` finds
+   * (`created` lists them; null when the file was there). Throws ConfigError when invalid.
+   */
+  async load(): Promise<{ config: Config; created: { providers: ProviderConfig[] } | null }> {
     const text = await readConfigFile(this.path)
+    let created: { providers: ProviderConfig[] } | null = null
     if (text === undefined) {
+      created = { providers: (await this.#init.detect?.()) ?? [] }
       await ensureDir(dirname(this.path))
-      this.#text = `${JSON.stringify(defaultConfig(), null, 2)}\n`
+      this.#text = `${JSON.stringify({ ...defaultConfig(), providers: created.providers }, null, 2)}\n`
       await writeFileAtomic(this.path, this.#text, { mode: 0o600 })
     } else this.#text = text
     try {
@@ -72,7 +81,7 @@ export class ConfigManager {
       throw err
     }
     this.#startConfig = this.#config
-    return this.#config
+    return { config: this.#config, created }
   }
 
   start(): void {
@@ -167,4 +176,13 @@ export function mergeConfig(
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** Adds a node to `network.trusted_peers` (saved, applied live) unless it is there already. */
+export async function addTrusted(config: ConfigManager, nodeId: string): Promise<void> {
+  await config.update(({ network: { trusted_peers: trusted } }) =>
+    trusted.some((entry) => safeNodeId(entry) === nodeId)
+      ? undefined
+      : { network: { trusted_peers: [...trusted, nodeId] } },
+  )
 }

@@ -1,5 +1,4 @@
 import { rm } from 'node:fs/promises'
-import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
   type Config,
   ConfigError,
@@ -7,29 +6,33 @@ import {
   ensureDir,
   type GatePaths,
   gatePaths,
-  type Identity,
   type Keyring,
   type KeyStoreInit,
+  loadFactor,
   loadOrCreateIdentity,
   resolveHome,
+  saveIdentity,
   writeFileAtomic,
 } from '@gate/core'
+import { Mesh } from '@gate/p2p'
 import type { Logger } from 'pino'
-import { ApiServer, type RequestSource } from './api/server.ts'
-import { ConfigManager } from './config-manager.ts'
-import { IDLE_TRIM_MS, SHUTDOWN_GRACE_MS } from './constants.ts'
+import { Admission } from './api/admission.ts'
+import { openAiErrorBody, statusOf } from './api/errors.ts'
+import { servePeer } from './api/from-peer.ts'
+import { Pipeline } from './api/pipeline.ts'
+import { ApiServer } from './api/server.ts'
+import { addTrusted, ConfigManager } from './config-manager.ts'
+import { SHUTDOWN_GRACE_MS } from './constants.ts'
 import { createRpcHandlers } from './control/methods.ts'
-import { createControlServer } from './control/server.ts'
+import { ControlServer } from './control/server.ts'
 import { loadOrCreateControlToken } from './control-token.ts'
 import { EventBus } from './events.ts'
 import { Invites } from './invites.ts'
 import { createLogger } from './logger.ts'
-import { MemoryTrimmer } from './memory.ts'
-import { Mesh } from './mesh.ts'
 import { Metrics } from './metrics.ts'
-import { addTrusted } from './peers.ts'
-import { ProviderRegistry } from './providers/registry.ts'
+import { detectEngines, ProviderRegistry } from './providers/registry.ts'
 import { RequestLog } from './request-log.ts'
+import { VERSION } from './version.ts'
 
 export interface DaemonInit {
   /** Data dir. @default GATE_HOME or the platform config dir */
@@ -46,6 +49,11 @@ export interface DaemonInit {
   shutdownGraceMs?: number
   /** Called when a control client asks the daemon to shut down (`node_shutdown`). */
   onShutdownRequest?: () => void
+  /**
+   * Where a new config looks for local engines, by kind. @default each kind's default URL
+   * (Ollama on 11434, LM Studio on 1234)
+   */
+  engineUrls?: { ollama?: string; lmstudio?: string }
 }
 
 /** What a running daemon writes to `daemon.json` so the CLI can find it. */
@@ -65,30 +73,29 @@ interface Running {
   config: ConfigManager
   logger: Logger
   closeLogger: () => Promise<void>
-  identity: Identity
   providers: ProviderRegistry
   requestLog: RequestLog
   mesh: Mesh
+  pipeline: Pipeline
   api: ApiServer
-  control: ReturnType<typeof createControlServer>
-  trimmer: MemoryTrimmer
+  control: ControlServer
   runtime: RuntimeInfo
 }
 
 const LOCAL_HOST = '127.0.0.1'
 
 /**
- * The Gate daemon: the OpenAI-compatible API, its providers and the control port, with a
- * start/stop lifecycle; `stop()` leaves nothing running.
+ * The Gate daemon: the OpenAI-compatible API, its providers, the mesh of trusted peers and the
+ * control port, with a start/stop lifecycle; `stop()` leaves nothing running.
  */
 export class Daemon {
   readonly paths: GatePaths
   readonly events = new EventBus()
   readonly metrics = new Metrics()
   /** Pairing codes made by `create_invite`, valid until used, expired or the process ends. */
-  readonly invites = new Invites()
+  readonly #invites = new Invites()
   /** The node ID of the identity last saved over RPC; a restart takes it up when it is another. */
-  savedNodeId: string | undefined
+  #savedNodeId: string | undefined
   readonly #init: DaemonInit
   #running: Running | undefined
   #startedAt = 0
@@ -104,10 +111,7 @@ export class Daemon {
   }
 
   get nodeId(): string {
-    return this.#get().identity.nodeId
-  }
-  get identity(): Identity {
-    return this.#get().identity
+    return this.#get().runtime.node_id
   }
   get runtime(): RuntimeInfo {
     return this.#get().runtime
@@ -120,143 +124,172 @@ export class Daemon {
   }
 
   /** Where and how the identity key is kept; identity changes are saved the same way. */
-  get keyStore(): KeyStoreInit {
+  #keyStore(logger: Logger): KeyStoreInit {
     return {
       path: this.paths.identity,
       keyring: this.#init.keyring === undefined ? createOsKeyring() : this.#init.keyring,
       passphrase: this.#init.passphrase ?? process.env.GATE_PASSPHRASE,
-      // A key saved over RPC without a keyring or passphrase is stored in the clear: say so.
-      onWarning: (msg) => this.logger.warn(msg),
+      // A key saved without a keyring or passphrase is stored in the clear: say so.
+      onWarning: (msg) => logger.warn(msg),
     }
   }
 
   async start(): Promise<void> {
     if (this.#running) return
-    const { paths } = this
+    const { paths, events } = this
     await ensureDir(paths.home, 0o700)
     await ensureDir(paths.logs, 0o700)
-    const configManager = new ConfigManager({
+    const config = new ConfigManager({
       path: paths.config,
+      detect: () => detectEngines(this.#init.engineUrls),
       onChange: (next, previous, restart) => this.#applyConfig(next, previous, restart),
       onInvalid: (err) => {
         this.#running?.logger.error({ issues: err.issues }, `config.json not applied: ${err.message}`)
-        this.events.emit('config_error', { issues: err.issues })
+        events.emit('config_error', { issues: err.issues })
       },
     })
-    const config = await configManager.load()
+    const { config: initial, created: fresh } = await config.load()
     const { logger, close: closeLogger } = createLogger({
       file: paths.daemonLog,
-      level: config.node.log_level,
+      level: initial.node.log_level,
       terminal: this.#init.terminal ?? false,
-      onLine: (line) => this.events.emit('log', line),
+      onLine: (line) => events.emit('log', line),
     })
-    // What has started so far, stopped again if a later step fails.
-    let mesh: Mesh | undefined
-    let api: ApiServer | undefined
+    // What has started so far, stopped again if a later step fails; kept once all has.
+    await using started = new AsyncDisposableStack()
+    started.defer(closeLogger)
     try {
-      const { identity, created } = await loadOrCreateIdentity({
-        ...this.keyStore,
-        onWarning: (msg) => logger.warn(msg),
-      })
+      const keyStore = this.#keyStore(logger)
+      const { identity, created } = await loadOrCreateIdentity(keyStore)
       if (created) logger.info({ node_id: identity.nodeId }, 'created a new node identity')
       const token = await loadOrCreateControlToken(paths.controlToken)
       const providers = new ProviderRegistry()
-      await providers.update(config.providers)
+      await providers.update(initial.providers)
+      started.defer(() => providers.stop())
       const requestLog = new RequestLog(paths.requestLog, identity.nodeId)
-      const { network } = config
-      mesh = await listening('network.p2p_port', network.p2p_host, network.p2p_port, () =>
+      started.defer(() => requestLog.close())
+      const admission = new Admission()
+      const { network } = initial
+      const mesh = await listening('network.p2p_port', network.p2p_host, network.p2p_port, () =>
         Mesh.start({
           identity,
-          config: () => configManager.config,
-          serve: (request, response, from) =>
-            api ? api.servePeer(request, response, from) : Promise.reject(new Error('starting')),
+          config: () => config.config,
           peerCache: paths.peers,
-          onPair: async (nodeId, secret) => {
-            if (!this.invites.redeem(secret)) return false
-            await addTrusted(configManager, nodeId)
-            void mesh?.peers.add(nodeId).catch(() => {})
-            return true
-          },
           capabilities: () => ({
             node_id: identity.nodeId,
             supported_models: providers.models(),
             max_context_length: null,
             supports_streaming: true,
-            load_factor: Math.min(
-              1,
-              (api?.active ?? 0) / configManager.config.security.max_concurrent_requests,
-            ),
+            load_factor: loadFactor(admission.active, config.config.security.max_concurrent_requests),
+          }),
+          onPair: async (nodeId, secret) => {
+            if (!this.#invites.redeem(secret)) return false
+            await addTrusted(config, nodeId)
+            return true
+          },
+          answer: (error) => ({
+            head: { status: statusOf(error.code), headers: { 'content-type': 'application/json' } },
+            body: new TextEncoder().encode(openAiErrorBody(error)),
           }),
           logger,
-          events: this.events,
+          events,
         }),
       )
-      api = new ApiServer({
+      started.defer(() => mesh.stop())
+      const pipeline = new Pipeline({
         nodeId: identity.nodeId,
-        mesh,
-        config: () => configManager.config,
+        config: () => config.config,
+        admission,
         providers,
+        peers: mesh.peers,
+        mesh,
         requestLog,
         metrics: this.metrics,
-        events: this.events,
+        events,
         logger,
       })
-      const running = {
-        config: configManager,
-        logger,
-        closeLogger,
-        identity,
-        providers,
-        requestLog,
-        mesh,
-        api,
-      } as Running
-      running.control = createControlServer({
-        token,
-        handlers: createRpcHandlers({ daemon: this, running: () => this.#get() }),
-        events: this.events,
-        metrics: this.metrics,
-        logger,
-      })
+      await mesh.serve((request, response, node) => servePeer(pipeline, request, response, node))
+      const api = new ApiServer(pipeline)
+      started.defer(() => api.close())
       const httpAddress = await listening('network.http_port', LOCAL_HOST, network.http_port, () =>
-        running.api.listen(LOCAL_HOST, network.http_port),
-      )
-      const controlAddress = await listening('network.control_port', LOCAL_HOST, network.control_port, () =>
-        running.control.listen(LOCAL_HOST, network.control_port),
+        api.listen(LOCAL_HOST, network.http_port),
       )
       this.#startedAt = Date.now()
-      running.runtime = {
+      const runtime: RuntimeInfo = {
         pid: process.pid,
         node_id: identity.nodeId,
         peer_id: identity.peerId,
         p2p: mesh.addresses(),
         http: { host: LOCAL_HOST, port: httpAddress.port },
-        control: { host: LOCAL_HOST, port: controlAddress.port },
+        control: { host: LOCAL_HOST, port: 0 },
         started_at: new Date(this.#startedAt).toISOString(),
       }
-      this.#running = running
-      providers.start()
-      configManager.start()
-      running.trimmer = new MemoryTrimmer({
-        activity: () => ({ finished: requestLog.total, active: running.api.active }),
-        intervalMs: IDLE_TRIM_MS,
+      const control = new ControlServer({
+        token,
+        handlers: createRpcHandlers({
+          identity,
+          runtime,
+          paths,
+          config,
+          providers,
+          requestLog,
+          admission,
+          mesh,
+          invites: this.#invites,
+          events,
+          saveIdentity: async (next) => {
+            await saveIdentity({ ...keyStore, identity: next })
+            this.#savedNodeId = next.nodeId
+          },
+          savedNodeId: () => this.#savedNodeId,
+          shutdown: () => this.requestShutdown(),
+          restart: () => this.restart(),
+        }),
+        events,
+        metrics: this.metrics,
         logger,
       })
-      running.trimmer.start()
+      started.defer(() => control.close())
+      const controlAddress = await listening('network.control_port', LOCAL_HOST, network.control_port, () =>
+        control.listen(LOCAL_HOST, network.control_port),
+      )
+      runtime.control.port = controlAddress.port
+      providers.start()
+      config.start()
+      started.defer(() => config.stop())
       this.metrics.sources = {
         providers: () => providers.status(),
-        inflight: () => ({ requests: running.api.active, streams: running.api.streams }),
+        inflight: () => ({ requests: admission.active, streams: pipeline.streams }),
         requests: () => requestLog.counts(),
         usage: () => requestLog.usage,
         consumed: () => requestLog.consumed,
-        peers: () => running.mesh.peers.health(),
+        peers: () => mesh.peers.views(),
       }
-      await writeFileAtomic(paths.runtime, `${JSON.stringify(running.runtime, null, 2)}\n`, { mode: 0o600 })
+      await writeFileAtomic(paths.runtime, `${JSON.stringify(runtime, null, 2)}\n`, { mode: 0o600 })
+      started.move()
+      this.#running = {
+        config,
+        logger,
+        closeLogger,
+        providers,
+        requestLog,
+        mesh,
+        pipeline,
+        api,
+        control,
+        runtime,
+      }
       logger.info(
-        { node_id: identity.nodeId, http: running.runtime.http, control: running.runtime.control },
+        { node_id: identity.nodeId, version: VERSION, http: runtime.http, control: runtime.control },
         `gate daemon ready: OpenAI API on http://${LOCAL_HOST}:${httpAddress.port}/v1`,
       )
-      if (config.providers.length === 0) {
+      for (const provider of fresh?.providers ?? []) {
+        logger.info(
+          { provider: provider.name, url: provider.url },
+          `new config: found ${provider.kind} at ${provider.url}`,
+        )
+      }
+      if (initial.providers.length === 0) {
         logger.warn(
           'no providers configured: run `gate setup` to detect local engines; peers can still serve requests',
         )
@@ -265,9 +298,6 @@ export class Daemon {
       // For a daemon in the background, whose terminal is gone. On a terminal the command's own
       // one-line error says it; a log line there would repeat it, stack and all.
       if (!this.#init.terminal) logger.error({ err }, 'gate daemon could not start')
-      await mesh?.stop()
-      await api?.close(0)
-      await closeLogger()
       throw err
     }
   }
@@ -290,18 +320,10 @@ export class Daemon {
     })
   }
 
-  /** Runs a request that did not arrive on the local API socket (e.g. through the relay) through the same pipeline. */
-  handle(req: IncomingMessage, res: ServerResponse, source: RequestSource): void {
-    this.#get().api.handle(req, res, source)
-  }
-
-  get uptimeSeconds(): number {
-    return this.#running ? (Date.now() - this.#startedAt) / 1000 : 0
-  }
-
   /**
    * Stops accepting requests, from clients and from peers, lets those in flight finish within the
-   * grace period (the mesh stays up for those sent to or served for peers), then stops everything.
+   * grace period (the mesh stays up for those sent to or served for peers), cancels the rest with
+   * an error their clients can read, then stops everything.
    */
   async stop(): Promise<void> {
     const running = this.#running
@@ -309,9 +331,10 @@ export class Daemon {
     this.#running = undefined
     running.logger.info('gate daemon stopping')
     running.config.stop()
-    running.trimmer.stop()
+    running.api.stopAccepting()
     await running.mesh.refuseRequests()
-    await running.api.close(this.#init.shutdownGraceMs ?? SHUTDOWN_GRACE_MS)
+    await running.pipeline.drain(this.#init.shutdownGraceMs ?? SHUTDOWN_GRACE_MS)
+    running.api.close()
     await running.mesh.stop()
     await running.control.close()
     await running.providers.stop()
@@ -348,7 +371,9 @@ async function listening<T>(field: string, host: string, port: number, listen: (
     ) {
       throw new ConfigError(
         [`${field}: ${host}:${port} is in use (another gate daemon, with another GATE_HOME?)`],
-        { cause: err },
+        {
+          cause: err,
+        },
       )
     }
     throw err

@@ -1,22 +1,18 @@
 import { type FileHandle, open, stat } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { LOG_LEVELS, type LogLevel } from '@gate/core'
+import type { LogLevel } from '@gate/core'
 
 /** How much of the end of the log file is read to find the last lines. @default 4 MiB */
 const TAIL_BYTES = 4 * 1024 * 1024
 
 /** pino's numeric level for each name. */
-export const LEVEL_NUMBERS: Record<LogLevel, number> = {
+const LEVEL_NUMBERS: Record<LogLevel, number> = {
   trace: 10,
   debug: 20,
   info: 30,
   warn: 40,
   error: 50,
   fatal: 60,
-}
-
-export function levelName(n: unknown): LogLevel {
-  return LOG_LEVELS.find((l) => LEVEL_NUMBERS[l] === n) ?? 'info'
 }
 
 export interface TailOptions {

@@ -1,6 +1,6 @@
 import { createWriteStream, type WriteStream } from 'node:fs'
-import { REQUEST_HISTORY_SIZE, type RequestRecord } from '@gate/rpc'
-import { REQUEST_LOG_FLUSH_MS } from './constants.ts'
+import type { RequestRecord } from '@gate/rpc'
+import { REQUEST_HISTORY_SIZE, REQUEST_LOG_FLUSH_MS } from './constants.ts'
 
 export type { RequestRecord }
 

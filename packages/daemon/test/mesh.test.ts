@@ -59,7 +59,7 @@ for (const transport of ['quic', 'tcp'] as const) {
 
       const stream = await a.client.chat.completions.create(
         { ...chat('stream it'), stream: true, stream_options: { include_usage: true } },
-        { headers: { 'x-target-node': b.daemon.identity.peerId } },
+        { headers: { 'x-target-node': b.daemon.runtime.peer_id } },
       )
       const arrivals: number[] = []
       let text = ''
@@ -149,7 +149,7 @@ describe('X-Target-Node errors', () => {
     assert.equal(ok.choices[0]?.message.content, replyText('now'))
   })
 
-  it('ends a stream whose peer dies with an SSE error event, and passes a client abort on to the engine', async () => {
+  it('ends a stream whose peer shuts down with its SSE error event, and passes a client abort on to the engine', async () => {
     await using engine = await startFakeEngine({ models: [MODEL], chunks: 100, chunkDelayMs: 30 })
     // No grace period: B cuts what it serves as it stops.
     await using b = await startTestDaemon(
@@ -167,7 +167,8 @@ describe('X-Target-Node errors', () => {
     for await (const _ of stream) if (++seen === 3) break
     await waitFor(() => engine.aborted === 1, { label: 'the engine at B saw the abort' })
 
-    // B going away mid-stream: A ends the stream with an error event and no [DONE].
+    // B stopping mid-stream, with no grace period: B ends the stream with an error event that
+    // says why, A passes it on, and there is no [DONE].
     const res = await fetch(`${a.url}/v1/chat/completions`, {
       method: 'POST',
       headers,
@@ -184,7 +185,10 @@ describe('X-Target-Node errors', () => {
     for (let r = await reader.read(); !r.done; r = await reader.read())
       text += new TextDecoder().decode(r.value)
     assert.ok(Date.now() - started < 5000, 'the error came within a bounded time')
-    assert.match(text, /data: \{"error":\{"message":"[^"]*","type":"api_error","code":"upstream_error"/)
+    assert.match(
+      text,
+      /data: \{"error":\{"message":"the node is shutting down","type":"api_error","code":"unavailable"/,
+    )
     assert.ok(!text.includes('[DONE]'))
   })
 
@@ -303,6 +307,25 @@ describe('limits on peers', () => {
     const accepted = await pair.send('x'.repeat(5000))
     assert.equal(accepted.status, 200)
     assert.equal((await accepted.json()).choices[0].message.content, replyText('x'.repeat(5000)))
+  })
+
+  it("passes a peer's 413 on to the openai SDK, which reads it", async () => {
+    await using pair = await limitedPair({ max_body_bytes: 1000 })
+    const { a, b } = pair
+    const big = pair.a.client.chat.completions.create(chat('x'.repeat(5000)), {
+      headers: { 'x-target-node': b.daemon.nodeId },
+    })
+    await assert.rejects(big, (err: unknown) => {
+      assert.ok(err instanceof OpenAI.APIError, String(err))
+      assert.equal(err.status, 413)
+      assert.equal((err.error as { type?: string }).type, 'invalid_request_error')
+      return true
+    })
+    assert.equal(pair.engine.posts, 0)
+    const after = await a.client.chat.completions.create(chat('small'), {
+      headers: { 'x-target-node': b.daemon.nodeId },
+    })
+    assert.equal(after.choices[0]?.message.content, replyText('small'))
   })
 })
 
@@ -454,7 +477,7 @@ describe('peers over the control port', () => {
     const events: Array<{ type: string; data: unknown }> = []
     const unsubscribe = a.daemon.events.subscribe((event) => events.push(event))
     const { peer } = await rpc(a).call('add_peer', {
-      node_id: b.daemon.identity.peerId,
+      node_id: b.daemon.runtime.peer_id,
       address: addressOf(b, 'tcp'),
     })
     assert.equal(peer.node_id, b.daemon.nodeId)

@@ -3,7 +3,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { REQUEST_HISTORY_SIZE, type RequestRecord } from '@gate/rpc'
+import type { RequestRecord } from '@gate/rpc'
+import { REQUEST_HISTORY_SIZE } from '../src/constants.ts'
 import { RequestLog } from '../src/request-log.ts'
 
 function record(n: number): RequestRecord {

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto'
+import type { Capabilities } from '@gate/core'
 import type { Connection, Stream, StreamHandler } from '@libp2p/interface'
+import { CONTROL_READ_TIMEOUT_MS } from './constants.ts'
 import { FrameStream, ProtocolError } from './frames.ts'
 
 /**
@@ -9,15 +11,6 @@ import { FrameStream, ProtocolError } from './frames.ts'
  */
 export const CONTROL_PROTOCOL = '/gate/control/1.0.0'
 export const CONTROL_VERSION = 1
-
-export interface Capabilities {
-  node_id: string
-  supported_models: string[]
-  max_context_length: number | null
-  supports_streaming: boolean
-  /** 0 idle … 1 full. */
-  load_factor: number
-}
 
 export type ControlPayload =
   | { type: 'handshake'; capabilities: Capabilities }
@@ -68,7 +61,7 @@ export function controlStreamHandler(
   return async (stream, connection) => {
     const frames = new FrameStream(stream)
     try {
-      const request = await frames.read(AbortSignal.timeout(10_000))
+      const request = await frames.read(AbortSignal.timeout(CONTROL_READ_TIMEOUT_MS))
       if (request.type !== 'head')
         throw new ProtocolError(`expected a control message, got a ${request.type} frame`)
       const reply = await answer(parseMessage(request.value).payload, connection)

@@ -1,6 +1,5 @@
 import type { Stream, StreamCloseEvent } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { selectionBytes } from './select.ts'
 
 /**
  * Gate's stream framing: each frame is an unsigned varint length, then that many bytes: a type
@@ -39,23 +38,10 @@ export class ProtocolError extends Error {
   override name = 'ProtocolError'
 }
 
-export interface FrameStreamOptions {
-  /**
-   * Select this protocol optimistically on a stream not yet negotiated (see `openStream`): the
-   * selection goes out with the first frames and its echo must come back ahead of the first frame.
-   */
-  select?: string
-}
-
 /** Frames in both directions on one stream. */
 export class FrameStream {
   readonly stream: Stream
   readonly #buffer = new Uint8ArrayList()
-  /** The selection still to send ahead of our first frame. */
-  #selection: Uint8Array | undefined
-  /** The listener's echo of the selection, still expected ahead of its first frame. */
-  #echo: Uint8Array | undefined
-  readonly #protocol: string | undefined
   /** Parsed frames the application has not read yet (at most RECEIVE_WINDOW of data). */
   readonly #queue: Frame[] = []
   #ended = false
@@ -72,13 +58,8 @@ export class FrameStream {
   /** Data bytes our application has taken but we have not granted back yet. */
   #taken = 0
 
-  constructor(stream: Stream, options: FrameStreamOptions = {}) {
+  constructor(stream: Stream) {
     this.stream = stream
-    this.#protocol = options.select
-    if (options.select !== undefined) {
-      this.#selection = selectionBytes(options.select)
-      this.#echo = this.#selection
-    }
     stream.addEventListener('message', (event) => {
       this.#buffer.append(event.data)
       try {
@@ -154,7 +135,7 @@ export class FrameStream {
     this.#allowance += grant
     const payload = new Uint8Array(4)
     new DataView(payload.buffer).setUint32(0, grant)
-    this.#emit(encodeFrame('credit', payload))
+    this.stream.send(encodeFrame('credit', payload))
   }
 
   /**
@@ -162,7 +143,6 @@ export class FrameStream {
    * one end or error. Anything past that, or empty data, would be queued for nobody to read.
    */
   #parseAll(): void {
-    if (this.#echo && !this.#takeEcho()) return
     for (let frame = this.#parse(); frame; frame = this.#parse()) {
       if (this.#peerDone) throw new ProtocolError(`a ${frame.type} frame after the end of the exchange`)
       if (frame.type === 'data') {
@@ -175,20 +155,6 @@ export class FrameStream {
       } else this.#peerDone = true
       this.#queue.push(frame)
     }
-  }
-
-  /** Consumes the listener's answer to our selection; false while only part of it is here. */
-  #takeEcho(): boolean {
-    const echo = this.#echo as Uint8Array
-    const have = Math.min(echo.length, this.#buffer.byteLength)
-    const got = this.#buffer.subarray(0, have)
-    for (let i = 0; i < have; i++) {
-      if (got[i] !== echo[i]) throw new ProtocolError(`the peer does not speak ${this.#protocol}`)
-    }
-    if (have < echo.length) return false
-    this.#buffer.consume(have)
-    this.#echo = undefined
-    return true
   }
 
   #parse(): Frame | undefined {
@@ -280,15 +246,6 @@ export class FrameStream {
     }
     this.#credit -= data
     if (this.stream.writableNeedsDrain) await drained(this.stream)
-    this.#emit(encoded)
-  }
-
-  /** Sends encoded frames, behind the protocol selection if it has not gone out yet. */
-  #emit(encoded: Uint8ArrayList): void {
-    if (this.#selection) {
-      encoded.prepend(this.#selection)
-      this.#selection = undefined
-    }
     this.stream.send(encoded)
   }
 }

@@ -1,12 +1,9 @@
 import type { Connection, Stream, StreamHandler } from '@libp2p/interface'
+import { MAX_STREAMS_PER_CONNECTION, REQUEST_READ_TIMEOUT_MS } from './constants.ts'
 import { type Frame, FrameStream, ProtocolError } from './frames.ts'
-import { openStream } from './select.ts'
 
 /** One HTTP exchange per stream: request head, body, end; response head, body, end. */
 export const HTTP_PROTOCOL = '/gate/http/1.0.0'
-
-/** How long a peer may take to send a whole request before its stream is reset. @default 30 s */
-export const REQUEST_READ_TIMEOUT_MS = 30_000
 
 export type HeaderMap = Record<string, string | string[]>
 
@@ -41,21 +38,22 @@ export class PeerStreamError extends Error {
 
 /**
  * Sends one request and waits for the response head: on a fresh `/gate/http` stream, or on a new
- * stream of a connection, selecting the protocol optimistically (the selection goes out with the
- * request instead of costing a round trip first: see select.ts). Aborting `signal` resets the
- * stream at any point, which the peer sees as the client going away.
+ * stream of a connection. Aborting `signal` resets the stream at any point, which the peer sees as
+ * the client going away.
  */
 export async function sendRequest(
   target: Stream | Connection,
   request: { head: RequestHead; body: Uint8Array },
   signal?: AbortSignal,
 ): Promise<PeerResponse> {
-  let frames: FrameStream
-  if ('newStream' in target) {
-    const { stream, negotiated } = await openStream(target, HTTP_PROTOCOL, signal)
-    frames = new FrameStream(stream, negotiated ? {} : { select: HTTP_PROTOCOL })
-  } else frames = new FrameStream(target)
-  const { stream } = frames
+  const stream =
+    'newStream' in target
+      ? await target.newStream(HTTP_PROTOCOL, {
+          maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
+          ...(signal ? { signal } : {}),
+        })
+      : target
+  const frames = new FrameStream(stream)
   const onAbort = () => stream.abort(signal?.reason ?? new Error('request aborted'))
   if (signal?.aborted) onAbort()
   signal?.addEventListener('abort', onAbort, { once: true })

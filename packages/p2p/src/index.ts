@@ -1,20 +1,44 @@
 /**
  * @gate/p2p — Gate nodes as libp2p peers: the node (QUIC, TCP + noise + yamux, identify, ping,
- * Kademlia DHT on Gate's protocol) and Gate's stream protocols.
+ * Kademlia DHT on Gate's protocol), Gate's stream protocols (`/gate/control`, `/gate/http`), and
+ * the mesh: trusted peers kept connected by the peer manager, requests to and from them.
  *
  * @example
  * ```ts
- * const node = await createP2PNode({ identity, host: '0.0.0.0', port: 41145 })
- * await node.handle(HTTP_PROTOCOL, httpStreamHandler(serve, { maxBodyBytes: 16 << 20 }))
- * const [connection] = node.getConnections(peerId)
- * const { head, body } = await sendRequest(connection, { head: { method: 'POST', path, headers }, body: bytes }, signal)
+ * import { Mesh } from '@gate/p2p'
+ * const mesh = await Mesh.start({ identity, config, peerCache, capabilities, onPair, answer, logger, events })
+ * await mesh.serve((request, response, node) => handle(request, response, node))
+ * const { head, body } = await mesh.exchange(nodeId, { method: 'POST', path, headers }, bytes, signal)
  * for await (const chunk of body) res.write(chunk)
+ * await mesh.stop()
  * ```
  */
-
 export type { Connection, Stream } from '@libp2p/interface'
-export * from './control.ts'
-export * from './frames.ts'
-export * from './http.ts'
-export * from './node.ts'
-export * from './select.ts'
+export {
+  CONTROL_READ_TIMEOUT_MS,
+  MAX_STREAMS_PER_CONNECTION,
+  PEER_BACKOFF_MAX_MS,
+  PEER_DIAL_TIMEOUT_MS,
+  PEER_REFRESH_MS,
+  REQUEST_READ_TIMEOUT_MS,
+} from './constants.ts'
+export type { ControlPayload, NodeMessage } from './control.ts'
+export { CONTROL_PROTOCOL, controlRequest, controlStreamHandler } from './control.ts'
+export type { Frame } from './frames.ts'
+export { drained, FrameStream, MAX_FRAME_BYTES, ProtocolError, RECEIVE_WINDOW } from './frames.ts'
+export type {
+  HeaderMap,
+  HttpServerOptions,
+  IncomingRequest,
+  PeerResponse,
+  RequestHead,
+  ResponseHead,
+  ResponseWriter,
+} from './http.ts'
+export { HTTP_PROTOCOL, httpStreamHandler, PeerStreamError, sendRequest } from './http.ts'
+export type { MeshInit, OwnAnswer, PeerRequestHandler } from './mesh.ts'
+export { Mesh } from './mesh.ts'
+export type { GateLibp2p, GateServices, P2PNodeInit } from './node.ts'
+export { createP2PNode, DHT_INIT, DHT_PROTOCOL, MDNS_SERVICE_TAG, PING_INIT, peerIdOf } from './node.ts'
+export type { PeerEvents, PeerManagerInit, PeerView } from './peer-manager.ts'
+export { PeerManager, safeNodeId } from './peer-manager.ts'

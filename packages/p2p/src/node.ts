@@ -1,6 +1,4 @@
 import { isIPv6 } from 'node:net'
-// Before libp2p-quic, whose addon reads it when it loads.
-import './quic-runtime.ts'
 import { noise } from '@chainsafe/libp2p-noise'
 import { quic } from '@chainsafe/libp2p-quic'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -13,13 +11,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { type Ping, ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
-
-/**
- * Streams of one Gate protocol that may be open at once on one connection, each way. libp2p's
- * default (32 in, 64 out) would reset a burst's extra streams; the daemon's concurrency cap and
- * rate limits are the real limits.
- */
-export const MAX_STREAMS_PER_CONNECTION = 1024
+import { MAX_STREAMS_PER_CONNECTION } from './constants.ts'
 
 /** Gate's own DHT: Gate nodes do not join the public IPFS one. */
 export const DHT_PROTOCOL = '/gate/kad/1.0.0'
@@ -93,20 +85,7 @@ export async function createP2PNode(init: P2PNodeInit): Promise<GateLibp2p> {
   })
 }
 
-/**
- * PeerIds by node ID, each worked out once (a base32 decode, then a base58 encode and decode):
- * requests to a peer ask for its PeerId each time. Emptied when full, so it stays small.
- */
-const peerIds = new Map<string, PeerId>()
-const PEER_ID_CACHE_SIZE = 1024
-
 /** The libp2p PeerId of a node ID. */
 export function peerIdOf(nodeId: string): PeerId {
-  let peerId = peerIds.get(nodeId)
-  if (peerId === undefined) {
-    peerId = peerIdFromString(nodeIdToPeerId(nodeId))
-    if (peerIds.size >= PEER_ID_CACHE_SIZE) peerIds.clear()
-    peerIds.set(nodeId, peerId)
-  }
-  return peerId
+  return peerIdFromString(nodeIdToPeerId(nodeId))
 }

@@ -1,13 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import {
-  type Capabilities,
-  CONTROL_PROTOCOL,
-  type ControlPayload,
-  controlRequest,
-  controlStreamHandler,
-} from '../src/index.ts'
+import type { Capabilities } from '@gate/core'
+import { CONTROL_PROTOCOL, type ControlPayload, controlRequest, controlStreamHandler } from '../src/index.ts'
 import { connect, startPair, TRANSPORTS, waitUntil } from './utils/nodes.ts'
 
 const CAPABILITIES: Capabilities = {

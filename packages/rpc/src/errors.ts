@@ -1,6 +1,3 @@
-import type { ErrorCode } from '@gate/core'
-import { ConfigError, GateError, RateLimitedError } from '@gate/core'
-
 /**
  * Every JSON-RPC error code the control port answers with. The -32700..-32600 block is the
  * JSON-RPC 2.0 spec's; Gate's own codes sit in the server-error range and end in the matching
@@ -19,25 +16,12 @@ export const RPC_ERROR_CODES = {
   unavailable: -32005,
   timeout: -32006,
   upstream_error: -32007,
+  request_timeout: -32008,
   payload_too_large: -32013,
   rate_limited: -32029,
 } as const
 
 export type RpcErrorName = keyof typeof RPC_ERROR_CODES
-
-/** Which JSON-RPC code each `GateError.code` becomes. A Gate `invalid_request` is bad params, not a bad envelope. */
-const RPC_ERROR_BY_GATE_CODE = {
-  invalid_request: 'invalid_params',
-  unauthorized: 'unauthorized',
-  forbidden: 'forbidden',
-  not_found: 'not_found',
-  payload_too_large: 'payload_too_large',
-  rate_limited: 'rate_limited',
-  upstream_error: 'upstream_error',
-  unavailable: 'unavailable',
-  timeout: 'timeout',
-  internal: 'internal_error',
-} as const satisfies Record<ErrorCode, RpcErrorName>
 
 /** The `error` member of a JSON-RPC response. */
 export interface RpcErrorObject {
@@ -80,29 +64,4 @@ export class RpcTransportError extends Error {
 /** The daemon accepted the connection but did not answer in time. */
 export class RpcTimeoutError extends RpcTransportError {
   override name = 'RpcTimeoutError'
-}
-
-/**
- * Turns anything a handler threw into the error the caller sees. Gate's errors keep their
- * message (they are written for the user); anything else is a bug whose message and stack stay
- * on the server.
- */
-export function toRpcError(err: unknown): RpcError {
-  if (err instanceof RpcError) return err
-  if (err instanceof ConfigError) {
-    return new RpcError(RPC_ERROR_CODES.invalid_params, err.message, {
-      data: { issues: err.issues },
-      cause: err,
-    })
-  }
-  if (err instanceof GateError) {
-    const data: Record<string, unknown> = {}
-    if (err.param !== null) data.param = err.param
-    if (err instanceof RateLimitedError) data.retry_after_s = err.retryAfterSeconds
-    return new RpcError(RPC_ERROR_CODES[RPC_ERROR_BY_GATE_CODE[err.code]], err.message, {
-      ...(Object.keys(data).length > 0 && { data }),
-      cause: err,
-    })
-  }
-  return new RpcError(RPC_ERROR_CODES.internal_error, 'internal error', { cause: err })
 }

@@ -23,13 +23,9 @@
  */
 export type { CallOptions, EventsOptions, RpcClient, RpcClientInit, RpcEvent } from './client.ts'
 export { createRpcClient } from './client.ts'
-export {
-  DEFAULT_CALL_TIMEOUT_MS,
-  DEFAULT_EVENTS_CONNECT_TIMEOUT_MS,
-  REQUEST_HISTORY_SIZE,
-} from './constants.ts'
+export { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_EVENTS_CONNECT_TIMEOUT_MS, MAX_HISTORY_LIMIT } from './constants.ts'
 export type { RpcErrorName, RpcErrorObject } from './errors.ts'
-export { RPC_ERROR_CODES, RpcError, RpcTimeoutError, RpcTransportError, toRpcError } from './errors.ts'
+export { RPC_ERROR_CODES, RpcError, RpcTimeoutError, RpcTransportError } from './errors.ts'
 export type {
   HandlerParams,
   MethodName,
@@ -57,4 +53,4 @@ export type {
   RpcHandlerOptions,
   RpcHandlers,
 } from './server.ts'
-export { createRpcHandler, parseRpcBody } from './server.ts'
+export { createRpcHandler, parseRpcBody, toRpcError } from './server.ts'

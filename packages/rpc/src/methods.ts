@@ -4,10 +4,10 @@
  * then asks every `RpcHandlers` object for a handler.
  */
 
-import type { ProviderKind } from '@gate/core'
+import type { PeerInfo, ProviderKind } from '@gate/core'
 import { LOG_LEVELS, ProviderConfigSchema } from '@gate/core'
 import { z } from 'zod'
-import { REQUEST_HISTORY_SIZE } from './constants.ts'
+import { MAX_HISTORY_LIMIT } from './constants.ts'
 
 const none = z.strictObject({})
 const nonEmpty = z.string({ error: 'expected a non-empty string' }).min(1)
@@ -54,7 +54,7 @@ export const METHODS = {
     lines: intRange(1, 10_000).default(200),
     level: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).optional(),
   }),
-  request_history: z.strictObject({ limit: intRange(1, REQUEST_HISTORY_SIZE).default(100) }),
+  request_history: z.strictObject({ limit: intRange(1, MAX_HISTORY_LIMIT).default(100) }),
 
   add_peer: z.strictObject({
     node_id: nonEmpty,
@@ -127,23 +127,6 @@ export interface NodeStatus {
   restart_required: string[]
 }
 
-/** One node as this node sees it. */
-export interface PeerInfo {
-  node_id: string
-  peer_id: string
-  trusted: boolean
-  status: 'connected' | 'connecting' | 'disconnected' | 'failed'
-  /** Why the last attempt to reach it failed. */
-  error: string | null
-  addresses: string[]
-  models: string[]
-  load_factor: number | null
-  rtt_ms: number | null
-  last_seen: string | null
-  /** When an unreachable peer is tried again (ISO 8601); null unless `status` is `failed`. */
-  next_attempt: string | null
-}
-
 export interface MetricsSnapshot {
   uptime_s: number
   requests: { total: number; by_status: Record<string, number>; by_route: Record<string, number> }
@@ -154,6 +137,8 @@ export interface MetricsSnapshot {
   /** Per peer node ID: what this node's clients consumed from that peer. */
   consumed: Record<string, { requests: number; prompt_tokens: number; completion_tokens: number }>
 }
+
+export type { PeerInfo }
 
 /** Result type of every method. */
 export interface MethodResults {

@@ -1,6 +1,6 @@
-import { describeInput } from '@gate/core'
+import { ConfigError, describeInput, type ErrorCode, GateError, RateLimitedError } from '@gate/core'
 import type { z } from 'zod'
-import { RPC_ERROR_CODES, RpcError, toRpcError } from './errors.ts'
+import { RPC_ERROR_CODES, RpcError, type RpcErrorName } from './errors.ts'
 import type { HandlerParams, MethodName, MethodResult } from './methods.ts'
 import { METHODS } from './methods.ts'
 import type { JsonRpcFailure, JsonRpcId, JsonRpcResponse } from './protocol.ts'
@@ -142,4 +142,44 @@ function formatIssue(issue: z.core.$ZodIssue): string {
   // A check on the whole params object: echoing the object back adds nothing.
   if (issue.path.length === 0) return `${field}: ${issue.message}`
   return `${field}: ${issue.message}, got ${describeInput(issue.path, 'input' in issue ? issue.input : undefined)}`
+}
+
+/** Which JSON-RPC code each `GateError.code` becomes. A Gate `invalid_request` is bad params, not a bad envelope. */
+const RPC_ERROR_BY_GATE_CODE = {
+  invalid_request: 'invalid_params',
+  unauthorized: 'unauthorized',
+  forbidden: 'forbidden',
+  not_found: 'not_found',
+  request_timeout: 'request_timeout',
+  payload_too_large: 'payload_too_large',
+  rate_limited: 'rate_limited',
+  upstream_error: 'upstream_error',
+  unavailable: 'unavailable',
+  timeout: 'timeout',
+  internal: 'internal_error',
+} as const satisfies Record<ErrorCode, RpcErrorName>
+
+/**
+ * Turns anything a handler threw into the error the caller sees. Gate's errors keep their
+ * message (they are written for the user); anything else is a bug whose message and stack stay
+ * on the server.
+ */
+export function toRpcError(err: unknown): RpcError {
+  if (err instanceof RpcError) return err
+  if (err instanceof ConfigError) {
+    return new RpcError(RPC_ERROR_CODES.invalid_params, err.message, {
+      data: { issues: err.issues },
+      cause: err,
+    })
+  }
+  if (err instanceof GateError) {
+    const data: Record<string, unknown> = {}
+    if (err.param !== null) data.param = err.param
+    if (err instanceof RateLimitedError) data.retry_after_s = err.retryAfterSeconds
+    return new RpcError(RPC_ERROR_CODES[RPC_ERROR_BY_GATE_CODE[err.code]], err.message, {
+      ...(Object.keys(data).length > 0 && { data }),
+      cause: err,
+    })
+  }
+  return new RpcError(RPC_ERROR_CODES.internal_error, 'internal error', { cause: err })
 }

@@ -1,6 +1,12 @@
 import { readFile } from 'node:fs/promises'
-import { ConfigError, parseConfig, parseConfigFile, parseConfigText, writeFileAtomic } from '@gate/core'
-import { redactConfig } from '@gate/daemon'
+import {
+  ConfigError,
+  parseConfig,
+  parseConfigFile,
+  parseConfigText,
+  redactConfig,
+  writeFileAtomic,
+} from '@gate/core'
 import type { Command } from 'commander'
 import { CliError, cliPaths, output, readText, tryConnect } from '../context.ts'
 

@@ -16,7 +16,6 @@ import {
   table,
   tryConnect,
 } from '../context.ts'
-import { withMallocTunables } from '../malloc.ts'
 
 /** How long `gate daemon --background` waits for the daemon to be ready. */
 const BACKGROUND_START_TIMEOUT_MS = 60_000
@@ -129,7 +128,6 @@ async function startInBackground(configPath: string | undefined): Promise<void> 
   const bin = fileURLToPath(new URL('../bin.js', import.meta.url))
   const args = [...process.execArgv, bin, 'daemon', ...(configPath ? ['--config', configPath] : [])]
   const child = spawn(process.execPath, args, {
-    env: withMallocTunables(process.env),
     detached: true,
     stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
   })

@@ -1,13 +1,10 @@
-import { DEFAULT_PROVIDER_URLS, ProviderConfigSchema, type ProviderKind } from '@gate/core'
-import { normalizeProviderUrl, type ProbeResult, probeEngine } from '@gate/daemon'
+import { DEFAULT_PROVIDER_URLS } from '@gate/core'
+import { type FoundEngine, findEngines, normalizeProviderUrl } from '@gate/daemon'
 import type { Command } from 'commander'
 import { output, progress } from '../context.ts'
 import { changeConfig } from './config.ts'
 
-interface Found extends ProbeResult {
-  name: string
-  kind: ProviderKind
-  url: string
+interface Found extends FoundEngine {
   /** What setup did with it. */
   action: 'added' | 'already configured' | 'not found'
 }
@@ -21,17 +18,12 @@ export function registerSetupCommand(program: Command): void {
     .option('--lmstudio-url <url>', 'where to look for LM Studio', DEFAULT_PROVIDER_URLS.lmstudio)
     .option('--json', 'print JSON')
     .action(async (options: { config?: string; ollamaUrl: string; lmstudioUrl: string; json?: boolean }) => {
-      const engines = [
-        { name: 'ollama', kind: 'ollama' as const, url: normalizeProviderUrl(options.ollamaUrl) },
-        { name: 'lmstudio', kind: 'lmstudio' as const, url: normalizeProviderUrl(options.lmstudioUrl) },
-      ]
-      progress(`looking for engines at ${engines.map((e) => e.url).join(' and ')}…`)
-      const found: Found[] = await Promise.all(
-        engines.map(async (engine) => {
-          const result = await probeEngine(ProviderConfigSchema.parse(engine))
-          return { ...engine, ...result, action: result.ok ? ('added' as const) : ('not found' as const) }
-        }),
-      )
+      const urls = { ollama: options.ollamaUrl, lmstudio: options.lmstudioUrl }
+      progress(`looking for engines at ${Object.values(urls).map(normalizeProviderUrl).join(' and ')}…`)
+      const found: Found[] = (await findEngines(urls)).map((engine) => ({
+        ...engine,
+        action: engine.ok ? 'added' : 'not found',
+      }))
       let restart: string[] | null = null
       if (found.some((f) => f.ok)) {
         restart = await changeConfig(options.config, (raw) => {

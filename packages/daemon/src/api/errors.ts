@@ -1,11 +1,13 @@
-import { type ErrorCode, GateError, PayloadTooLargeError, RateLimitedError } from '@gate/core'
-import type { ApiResponse } from './peer-call.ts'
+/** Gate's errors as the OpenAI API answers them: status, and a body in OpenAI's shape. */
+import { type ErrorCode, GateError, RateLimitedError, RequestTimeoutError } from '@gate/core'
+import type { ApiResponse } from './types.ts'
 
 const STATUS: Record<ErrorCode, number> = {
   invalid_request: 400,
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
+  request_timeout: 408,
   payload_too_large: 413,
   rate_limited: 429,
   upstream_error: 502,
@@ -14,12 +16,13 @@ const STATUS: Record<ErrorCode, number> = {
   internal: 500,
 }
 
-/** OpenAI's `error.type` for each of Gate's error codes. */
+/** OpenAI's `error.type` for each status Gate answers with. */
 const TYPE: Record<ErrorCode, string> = {
   invalid_request: 'invalid_request_error',
   unauthorized: 'authentication_error',
   forbidden: 'permission_error',
   not_found: 'not_found_error',
+  request_timeout: 'invalid_request_error',
   payload_too_large: 'invalid_request_error',
   rate_limited: 'rate_limit_error',
   upstream_error: 'api_error',
@@ -44,8 +47,8 @@ export function openAiErrorBody(err: GateError): string {
 }
 
 /**
- * Answers with the error in OpenAI's shape, unless the response has already begun. `own`: Gate's
- * own headers for every response (request ID, node, CORS).
+ * Answers with the error in OpenAI's shape, unless the response has already begun (then it is cut).
+ * `own`: Gate's own headers for every response (request ID, node, CORS).
  */
 export function sendError(res: ApiResponse, err: GateError, own: Record<string, string>): void {
   if (res.headersSent) {
@@ -59,10 +62,7 @@ export function sendError(res: ApiResponse, err: GateError, own: Record<string, 
     'content-length': Buffer.byteLength(body),
   }
   if (err instanceof RateLimitedError) headers['retry-after'] = err.retryAfterSeconds
+  // The rest of a stalled body may still come: the connection cannot carry another request.
+  if (err instanceof RequestTimeoutError) headers.connection = 'close'
   res.writeHead(statusOf(err.code), headers).end(body)
-}
-
-/** A request body over `limit` bytes, from a local client or a peer alike. */
-export function tooLarge(limit: number): PayloadTooLargeError {
-  return new PayloadTooLargeError(`request body is larger than the ${limit}-byte limit`)
 }

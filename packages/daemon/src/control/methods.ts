@@ -2,107 +2,109 @@ import {
   type Config,
   ConfigError,
   exportIdentity,
+  type GatePaths,
   generateIdentity,
+  type Identity,
   InvalidRequestError,
+  loadFactor,
   NotFoundError,
   ProviderConfigSchema,
   parseConfig,
   parseExportedIdentity,
   parseNodeId,
-  saveIdentity,
+  redactConfig,
 } from '@gate/core'
+import { type Mesh, safeNodeId } from '@gate/p2p'
 import type { RpcHandlers } from '@gate/rpc'
-import type { ApiServer } from '../api/server.ts'
-import type { ConfigManager } from '../config-manager.ts'
-import type { Daemon } from '../daemon.ts'
-import { decodeInvite } from '../invites.ts'
+import type { Admission } from '../api/admission.ts'
+import { addTrusted, type ConfigManager } from '../config-manager.ts'
+import type { RuntimeInfo } from '../daemon.ts'
+import type { EventBus } from '../events.ts'
+import { decodeInvite, type Invites } from '../invites.ts'
 import { readLogTail } from '../log-file.ts'
-import type { Mesh } from '../mesh.ts'
-import { addTrusted, safeNodeId } from '../peers.ts'
 import { probe, probeEngine } from '../providers/provider.ts'
 import type { ProviderRegistry } from '../providers/registry.ts'
 import type { RequestLog } from '../request-log.ts'
+import { VERSION } from '../version.ts'
 
-const VERSION = '0.1.0'
-const REDACTED = '[redacted]'
-
+/** What the control port's methods use of a running daemon. */
 export interface MethodComponents {
-  daemon: Daemon
-  running: () => {
-    config: ConfigManager
-    providers: ProviderRegistry
-    requestLog: RequestLog
-    api: ApiServer
-    mesh: Mesh
-  }
+  identity: Identity
+  runtime: RuntimeInfo
+  paths: GatePaths
+  config: ConfigManager
+  providers: ProviderRegistry
+  requestLog: RequestLog
+  admission: Admission
+  mesh: Mesh
+  invites: Invites
+  events: EventBus
+  /** Saves a new identity key, taken up at the next start. */
+  saveIdentity: (identity: Identity) => Promise<void>
+  /** The node ID of the identity last saved, if any. */
+  savedNodeId: () => string | undefined
+  shutdown: () => void
+  restart: () => Promise<void>
 }
 
-/** Secrets in a config (API keys) replaced by a marker: get_config never returns them unasked. */
-export function redactConfig(config: Config): Config {
-  return {
-    ...config,
-    providers: config.providers.map((p) => (p.api_key === undefined ? p : { ...p, api_key: REDACTED })),
-    security: { ...config.security, api_keys: config.security.api_keys.map(() => REDACTED) },
-  }
-}
-
-export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHandlers {
+export function createRpcHandlers(c: MethodComponents): RpcHandlers {
+  const { identity, runtime, config, providers, requestLog, admission, mesh } = c
+  const uptime = () => Math.round((Date.now() - Date.parse(runtime.started_at)) / 1000)
+  const load = () => loadFactor(admission.active, config.config.security.max_concurrent_requests)
   return {
     node_status: async () => {
-      const { providers, api, config } = running()
       const list = providers.list
+      const saved = c.savedNodeId()
       return {
-        node_id: daemon.nodeId,
-        peer_id: daemon.identity.peerId,
+        node_id: identity.nodeId,
+        peer_id: identity.peerId,
         version: VERSION,
-        uptime_s: Math.round(daemon.uptimeSeconds),
-        pid: process.pid,
-        http: daemon.runtime.http,
-        control: daemon.runtime.control,
+        uptime_s: uptime(),
+        pid: runtime.pid,
+        http: runtime.http,
+        control: runtime.control,
         providers: { total: list.length, healthy: list.filter((p) => p.healthy === true).length },
-        active_requests: api.active,
+        active_requests: admission.active,
         restart_required: [
           ...config.restartRequired,
-          ...(daemon.savedNodeId !== undefined && daemon.savedNodeId !== daemon.nodeId ? ['identity'] : []),
+          ...(saved !== undefined && saved !== identity.nodeId ? ['identity'] : []),
         ],
       }
     },
     node_shutdown: async () => {
-      setImmediate(() => daemon.requestShutdown())
+      setImmediate(c.shutdown)
       return { ok: true as const }
     },
     node_restart: async () => {
       setImmediate(
-        () =>
-          void daemon.restart().catch((err) => daemon.events.emit('restart_failed', { error: String(err) })),
+        () => void c.restart().catch((err) => c.events.emit('restart_failed', { error: String(err) })),
       )
       return { ok: true as const }
     },
     get_config: async ({ reveal_secrets }) => {
-      const config = running().config.config
-      return { config: reveal_secrets ? config : redactConfig(config), path: daemon.paths.config }
+      const current = config.config
+      return { config: reveal_secrets ? current : redactConfig(current), path: c.paths.config }
     },
-    update_config: async ({ config }) => {
-      const result = await running().config.update(config)
+    update_config: async (params) => {
+      const result = await config.update(params.config)
       return { config: redactConfig(result.config), restart_required: result.restartRequired }
     },
-    validate_config: async ({ config }) => {
+    validate_config: async (params) => {
       try {
-        parseConfig(config)
+        parseConfig(params.config)
         return { valid: true, errors: [] }
       } catch (err) {
         if (err instanceof ConfigError) return { valid: false, errors: err.issues }
         throw err
       }
     },
-    list_providers: async () => ({ providers: running().providers.status() }),
+    list_providers: async () => ({ providers: providers.status() }),
     add_provider: async (params) => {
-      const { config, providers } = running()
       if (config.config.providers.some((p) => p.name === params.name)) {
         throw new InvalidRequestError(`a provider named "${params.name}" already exists`, { param: 'name' })
       }
       const entry = ProviderConfigSchema.parse(params)
-      await config.update(({ providers }) => ({ providers: [...providers, entry] }))
+      await config.update((current: Config) => ({ providers: [...current.providers, entry] }))
       const added = providers.get(entry.name)
       if (!added) throw new NotFoundError(`provider "${entry.name}" was not added`)
       await added.check()
@@ -111,12 +113,11 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
     test_provider: async (params) => {
       if (params.name === undefined)
         return probeEngine(ProviderConfigSchema.parse({ ...params, name: 'test' }))
-      const provider = running().providers.get(params.name)
+      const provider = providers.get(params.name)
       if (!provider) throw new NotFoundError(`no provider named "${params.name}"`, { param: 'name' })
       return probe(provider)
     },
     get_metrics: async () => {
-      const { requestLog, api } = running()
       let prompt = 0
       let completion = 0
       for (const u of requestLog.usage.values()) {
@@ -130,27 +131,23 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
         byRoute[route] = (byRoute[route] ?? 0) + count
       }
       return {
-        uptime_s: Math.round(daemon.uptimeSeconds),
+        uptime_s: uptime(),
         requests: { total: requestLog.total, by_status: byStatus, by_route: byRoute },
-        active_requests: api.active,
+        active_requests: admission.active,
         tokens: { prompt, completion },
         usage: Object.fromEntries(requestLog.usage),
         consumed: Object.fromEntries(requestLog.consumed),
       }
     },
-    get_logs: async ({ lines, level }) => ({
-      lines: await readLogTail(daemon.paths.daemonLog, { lines, level }),
-    }),
-    request_history: async ({ limit }) => ({ requests: running().requestLog.recent(limit) }),
+    get_logs: async ({ lines, level }) => ({ lines: await readLogTail(c.paths.daemonLog, { lines, level }) }),
+    request_history: async ({ limit }) => ({ requests: requestLog.recent(limit) }),
     add_peer: async ({ node_id, address }) => {
-      const { config, mesh } = running()
       const nodeId = parseNodeId(node_id)
-      if (nodeId === daemon.nodeId) throw new InvalidRequestError('that is this node', { param: 'node_id' })
+      if (nodeId === identity.nodeId) throw new InvalidRequestError('that is this node', { param: 'node_id' })
       await addTrusted(config, nodeId)
       return { peer: await mesh.peers.add(nodeId, address) }
     },
     remove_peer: async ({ node_id }) => {
-      const { config, mesh } = running()
       const nodeId = parseNodeId(node_id)
       let untrusted = false
       await config.update(({ network: { trusted_peers: trusted } }) => {
@@ -161,12 +158,8 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
       const tracked = await mesh.peers.remove(nodeId)
       return { removed: tracked || untrusted }
     },
-    list_peers: async () => {
-      const { mesh } = running()
-      return { peers: mesh.peers.trusted().map((id) => mesh.peers.info(id)) }
-    },
+    list_peers: async () => ({ peers: mesh.peers.trusted().map((id) => mesh.peers.info(id)) }),
     peer_info: async ({ node_id }) => {
-      const { mesh } = running()
       const peer = mesh.peers.info(parseNodeId(node_id))
       if (!peer.trusted && peer.status !== 'connected') {
         throw new NotFoundError(`unknown node ${peer.node_id}`, { param: 'node_id' })
@@ -174,16 +167,15 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
       return { peer }
     },
     network_state: async () => {
-      const { mesh, providers, api, config } = running()
       const self = {
-        node_id: daemon.nodeId,
-        peer_id: daemon.identity.peerId,
+        node_id: identity.nodeId,
+        peer_id: identity.peerId,
         trusted: true,
         status: 'connected' as const,
         error: null,
         addresses: mesh.addresses(),
         models: providers.models(),
-        load_factor: Math.min(1, api.active / config.config.security.max_concurrent_requests),
+        load_factor: load(),
         rtt_ms: 0,
         last_seen: new Date().toISOString(),
         next_attempt: null,
@@ -191,40 +183,37 @@ export function createRpcHandlers({ daemon, running }: MethodComponents): RpcHan
       return { self, nodes: mesh.peers.known() }
     },
     create_invite: async ({ ttl_s }) => {
-      const { code, invite } = daemon.invites.create(daemon.nodeId, running().mesh.addresses(), ttl_s)
+      const { code, invite } = c.invites.create(identity.nodeId, mesh.addresses(), ttl_s)
       return { code, node_id: invite.node_id, addresses: invite.addresses, expires_at: invite.expires_at }
     },
     join_invite: async ({ code }) => {
-      const { config, mesh } = running()
       const invite = decodeInvite(code)
-      if (invite.node_id === daemon.nodeId)
+      if (invite.node_id === identity.nodeId)
         throw new InvalidRequestError('this invite is from this node', { param: 'code' })
       await mesh.peers.pair(invite.node_id, invite.addresses, invite.secret)
       await addTrusted(config, invite.node_id)
       return { peer: await mesh.peers.add(invite.node_id) }
     },
     generate_keypair: async ({ save }) => {
-      const identity = generateIdentity()
+      const generated = generateIdentity()
       if (save) {
-        await saveIdentity({ ...daemon.keyStore, identity })
-        daemon.savedNodeId = identity.nodeId
-        return { node_id: identity.nodeId, peer_id: identity.peerId, restart_required: ['identity'] }
+        await c.saveIdentity(generated)
+        return { node_id: generated.nodeId, peer_id: generated.peerId, restart_required: ['identity'] }
       }
       return {
-        node_id: identity.nodeId,
-        peer_id: identity.peerId,
-        private_key: Buffer.from(identity.privateKey).toString('base64'),
+        node_id: generated.nodeId,
+        peer_id: generated.peerId,
+        private_key: Buffer.from(generated.privateKey).toString('base64'),
         restart_required: [],
       }
     },
-    export_identity: async () => ({ identity: exportIdentity(daemon.identity) }),
+    export_identity: async () => ({ identity: exportIdentity(identity) }),
     import_identity: async ({ identity: text }) => {
-      const identity = parseExportedIdentity(text)
-      await saveIdentity({ ...daemon.keyStore, identity })
-      daemon.savedNodeId = identity.nodeId
+      const imported = parseExportedIdentity(text)
+      await c.saveIdentity(imported)
       return {
-        node_id: identity.nodeId,
-        restart_required: identity.nodeId === daemon.nodeId ? [] : ['identity'],
+        node_id: imported.nodeId,
+        restart_required: imported.nodeId === identity.nodeId ? [] : ['identity'],
       }
     },
   }

@@ -1,12 +1,8 @@
 import { performance } from 'node:perf_hooks'
-import type { ProviderConfig } from '@gate/core'
+import { Breaker, describeError, type ProviderConfig } from '@gate/core'
 import type { MethodResults, ProviderStatus } from '@gate/rpc'
-import type { Dispatcher } from 'undici'
 import { Pool } from 'undici'
 import { HEALTH_CHECK_TIMEOUT_MS } from '../constants.ts'
-import { Breaker } from './breaker.ts'
-
-export type { ProviderStatus }
 
 /** Turns any accepted provider URL into the base an OpenAI SDK would take (ending in `/v1`). */
 export function normalizeProviderUrl(url: string): string {
@@ -48,18 +44,6 @@ export class Provider {
 
   get name(): string {
     return this.config.name
-  }
-
-  /** Whether a request for `model` may be sent here now. */
-  serves(model: string): boolean {
-    return this.healthy !== false && this.breaker.available && this.hasModel(model) !== undefined
-  }
-
-  /** The engine's own name for `model` (Ollama's `name` matches `name:latest`), if it has it. */
-  hasModel(model: string): string | undefined {
-    if (this.models.includes(model)) return model
-    if (!model.includes(':') && this.models.includes(`${model}:latest`)) return `${model}:latest`
-    return undefined
   }
 
   /** Headers bound upstream with the provider's API key, when it has one (a copy then). */
@@ -141,10 +125,6 @@ export class Provider {
       last_checked: this.lastChecked?.toISOString() ?? null,
     }
   }
-
-  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): void {
-    this.pool.dispatch(options, handler)
-  }
 }
 
 /** What `test_provider` answers: whether the engine answered, its models, how long it took. */
@@ -170,13 +150,4 @@ export async function probeEngine(config: ProviderConfig): Promise<ProbeResult> 
   } finally {
     await provider.stop()
   }
-}
-
-export function describeError(err: unknown): string {
-  if (err instanceof Error) {
-    const cause = (err as { cause?: unknown }).cause
-    const code = (err as { code?: unknown }).code ?? (cause as { code?: unknown } | undefined)?.code
-    return typeof code === 'string' ? `${err.message} (${code})` : err.message
-  }
-  return String(err)
 }

@@ -1,5 +1,12 @@
-import type { ProviderConfig } from '@gate/core'
-import { Provider, type ProviderStatus } from './provider.ts'
+import {
+  DEFAULT_PROVIDER_URLS,
+  type ProviderConfig,
+  ProviderConfigSchema,
+  type ProviderKind,
+} from '@gate/core'
+import type { ProviderStatus } from '@gate/rpc'
+import type { EngineView } from '../api/router.ts'
+import { normalizeProviderUrl, type ProbeResult, Provider, probeEngine } from './provider.ts'
 
 /**
  * The providers of the current config. `update` reconciles with a new config: unchanged
@@ -17,35 +24,35 @@ export class ProviderRegistry {
     return this.#providers.get(name)?.provider
   }
 
-  /** Enabled providers that have `model` and may take a request now, in config order. */
-  candidates(model: string): Provider[] {
-    return this.list.filter((p) => p.config.enabled && p.serves(model))
+  /** Enabled providers as request routing sees them, in config order. */
+  views(): EngineView[] {
+    return this.#enabled().map((p) => ({
+      name: p.name,
+      models: p.models,
+      healthy: p.healthy,
+      available: p.breaker.available,
+      error: p.lastError,
+    }))
   }
 
   /** Waits for the first health check of providers that have not answered one yet. */
   async settle(): Promise<void> {
-    await Promise.all(this.list.filter((p) => p.config.enabled && p.healthy === null).map((p) => p.check()))
-  }
-
-  /** Whether any enabled provider lists `model`, whatever its health. */
-  knows(model: string): boolean {
-    return this.list.some((p) => p.config.enabled && p.hasModel(model) !== undefined)
-  }
-
-  /**
-   * Enabled providers that are down and have never listed a model (down since start, with no
-   * `models` in their config): any model may be theirs.
-   */
-  unknownDown(): Provider[] {
-    return this.list.filter((p) => p.config.enabled && p.healthy === false && p.models.length === 0)
+    await Promise.all(
+      this.#enabled()
+        .filter((p) => p.healthy === null)
+        .map((p) => p.check()),
+    )
   }
 
   /** Every model of every healthy enabled provider, once. */
   models(): string[] {
     const all = new Set<string>()
-    for (const p of this.list)
-      if (p.config.enabled && p.healthy !== false) for (const m of p.models) all.add(m)
+    for (const p of this.#enabled()) if (p.healthy !== false) for (const m of p.models) all.add(m)
     return [...all]
+  }
+
+  #enabled(): Provider[] {
+    return this.list.filter((p) => p.config.enabled)
   }
 
   async update(configs: ProviderConfig[]): Promise<void> {
@@ -70,7 +77,7 @@ export class ProviderRegistry {
 
   start(): void {
     this.#started = true
-    for (const p of this.list) if (p.config.enabled) p.start()
+    for (const p of this.#enabled()) p.start()
   }
 
   async stop(): Promise<void> {
@@ -81,4 +88,38 @@ export class ProviderRegistry {
   status(): ProviderStatus[] {
     return this.list.map((p) => p.status())
   }
+}
+
+/** The local engines Gate looks for, each by its kind's name. */
+const LOCAL_ENGINES = ['ollama', 'lmstudio'] as const satisfies readonly ProviderKind[]
+
+/** One local engine looked for: where, and what its probe found. */
+export interface FoundEngine extends ProbeResult {
+  name: string
+  kind: ProviderKind
+  url: string
+}
+
+/**
+ * Looks for Ollama and LM Studio, at `urls` or their default URLs, at once: what `gate setup`
+ * reports, and what a new config starts with.
+ */
+export function findEngines(
+  urls: Partial<Record<(typeof LOCAL_ENGINES)[number], string>> = {},
+): Promise<FoundEngine[]> {
+  return Promise.all(
+    LOCAL_ENGINES.map(async (kind) => {
+      const url = normalizeProviderUrl(urls[kind] ?? DEFAULT_PROVIDER_URLS[kind])
+      const result = await probeEngine(ProviderConfigSchema.parse({ name: kind, kind, url }))
+      return { name: kind, kind, url, ...result }
+    }),
+  )
+}
+
+/** Provider entries for the local engines that answer. */
+export async function detectEngines(urls: Parameters<typeof findEngines>[0] = {}): Promise<ProviderConfig[]> {
+  const found = await findEngines(urls)
+  return found
+    .filter((engine) => engine.ok)
+    .map(({ name, kind, url }) => ProviderConfigSchema.parse({ name, kind, url }))
 }

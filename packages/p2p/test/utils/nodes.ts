@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { generateIdentity } from '@gate/core'
+import { generateIdentity, type Logger } from '@gate/core'
 import type { Connection } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { createP2PNode, type GateLibp2p } from '../../src/index.ts'
@@ -48,3 +48,6 @@ export async function waitUntil(condition: () => boolean, what: string, timeoutM
     await sleep(10)
   }
 }
+
+/** A logger that drops everything. */
+export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} }

@@ -6,12 +6,16 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { generateIdentity, type Identity } from '@gate/core'
-import { CONTROL_PROTOCOL, controlStreamHandler, createP2PNode, type GateLibp2p, peerIdOf } from '@gate/p2p'
 import { multiaddr } from '@multiformats/multiaddr'
-import { pino } from 'pino'
-import { EventBus } from '../src/events.ts'
-import { PeerManager } from '../src/peers.ts'
-import { waitFor } from './utils/wait.ts'
+import {
+  CONTROL_PROTOCOL,
+  controlStreamHandler,
+  createP2PNode,
+  type GateLibp2p,
+  PeerManager,
+  peerIdOf,
+} from '../src/index.ts'
+import { silentLogger, waitUntil } from './utils/nodes.ts'
 
 const capabilities = {
   node_id: 'x',
@@ -45,8 +49,8 @@ async function unreachablePeer(backoff: { refreshMs: number; maxBackoffMs: numbe
     capabilities: () => capabilities,
     cachePath: join(home, 'peers.json'),
     onPair: async () => false,
-    logger: pino({ level: 'silent' }),
-    events: new EventBus(),
+    logger: silentLogger,
+    events: { emit: () => {} },
     ...backoff,
   })
   let peerNode: GateLibp2p | undefined
@@ -65,10 +69,9 @@ async function unreachablePeer(backoff: { refreshMs: number; maxBackoffMs: numbe
       )
     },
     async [Symbol.asyncDispose](): Promise<void> {
-      manager.stop()
       refuser.close()
+      await manager.stop()
       await Promise.all([node.stop(), peerNode?.stop()])
-      await manager.flush()
       await rm(home, { recursive: true, force: true })
     },
   }
@@ -93,7 +96,7 @@ describe('PeerManager reconnects', () => {
 
     // The peer comes back at that address: it is reached within one longest backoff.
     await t.comeBack()
-    await waitFor(() => t.manager.info(t.peer.nodeId).status === 'connected', { timeoutMs: 5000 })
+    await waitUntil(() => t.manager.info(t.peer.nodeId).status === 'connected', 'the peer connected', 5000)
     const info = t.manager.info(t.peer.nodeId)
     assert.equal(info.next_attempt, null)
     assert.equal(info.error, null)
@@ -114,7 +117,7 @@ describe('PeerManager reconnects', () => {
     t.node.safeDispatchEvent('peer:discovery', {
       detail: { id: peerIdOf(t.peer.nodeId), multiaddrs: [multiaddr(t.address)] },
     })
-    await waitFor(() => t.manager.info(t.peer.nodeId).status === 'connected', { timeoutMs: 3000 })
+    await waitUntil(() => t.manager.info(t.peer.nodeId).status === 'connected', 'the peer connected', 3000)
     assert.equal(t.dials.length, dialsBefore)
   })
 })

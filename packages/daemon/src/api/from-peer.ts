@@ -1,59 +1,43 @@
+/**
+ * A trusted peer's `/gate/http` request at the pipeline's front door: its request and response,
+ * carried in frames, as the ApiRequest and ApiResponse the pipeline reads and writes. The pipeline
+ * answers a peer in-process, exactly as it answers a local client, with no second HTTP hop.
+ */
 import { EventEmitter } from 'node:events'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { IncomingRequest, ResponseHead, ResponseWriter } from '@gate/p2p'
-import { endToEndHeaders } from './forward.ts'
-
-/** What the pipeline reads of a request: node:http's, or a peer's (`PeerRequest`). */
-export interface ApiRequest {
-  headers: IncomingHttpHeaders
-  method?: string | undefined
-  url?: string | undefined
-}
+import { endToEndHeaders } from './respond.ts'
+import type { ApiRequest, ApiResponse, FrontDoor, HeaderMap } from './types.ts'
 
 /**
- * What the pipeline writes a response to: the part of node:http's ServerResponse it uses, which
- * `PeerResponse` also implements for requests from peers.
+ * Runs a peer's request (`node`: who sent it) through the pipeline. Resolves once it is answered;
+ * rejects when the answer was abandoned (the requester went away, or the stream broke).
  */
-export interface ApiResponse {
-  statusCode: number
-  readonly headersSent: boolean
-  readonly destroyed: boolean
-  readonly writableFinished: boolean
-  setHeader(name: string, value: string | number): this
-  writeHead(status: number, headers?: Record<string, string | string[] | number>): this
-  /** False when the caller should wait for `drain`. */
-  write(chunk: Uint8Array): boolean
-  end(chunk?: Uint8Array | string): this
-  once(event: 'close' | 'drain', listener: () => void): this
-  off(event: 'close' | 'drain', listener: () => void): this
-  destroy(): this
+export async function servePeer(
+  door: FrontDoor,
+  request: IncomingRequest,
+  writer: ResponseWriter,
+  node: string,
+): Promise<void> {
+  const res = new PeerResponse(writer, request.signal)
+  await door.handle(peerRequest(request), res, { kind: 'peer', node })
+  await res.done
 }
 
-/** A request from a trusted peer, its body already read whole by `/gate/http`. */
-export class PeerRequest implements ApiRequest {
-  readonly headers: IncomingHttpHeaders
-  readonly method: string
-  readonly url: string
-  readonly body: Buffer
-
-  constructor(request: IncomingRequest) {
-    const headers: IncomingHttpHeaders = {}
-    for (const [key, value] of Object.entries(request.head.headers)) headers[key.toLowerCase()] = value
-    this.headers = headers
-    this.method = request.head.method
-    this.url = request.head.path
-    this.body = Buffer.from(request.body.buffer, request.body.byteOffset, request.body.byteLength)
-  }
+/** A peer's request, its body already read whole by `/gate/http`. */
+function peerRequest(request: IncomingRequest): ApiRequest {
+  const headers: IncomingHttpHeaders = {}
+  for (const [key, value] of Object.entries(request.head.headers)) headers[key.toLowerCase()] = value
+  return { headers, method: request.head.method, url: request.head.path, body: request.body }
 }
 
 /** Bytes queued on the stream past which `write` asks the caller to wait for `drain`. */
 const HIGH_WATER_BYTES = 64 * 1024
 
 /**
- * The response to a peer's request, written as `/gate/http` frames: the pipeline answers a peer
- * in-process, exactly as it answers a local client, with no second HTTP hop. A complete
- * response (head then `end(body)`) goes in one write. `close` comes once: when the response is
- * sent, or when the requester goes away (`destroyed`, and the pipeline aborts its upstream).
+ * The response to a peer's request, written as `/gate/http` frames. A complete response (head then
+ * `end(body)`) goes in one write. `close` comes once: when the response is sent, or when the
+ * requester goes away (`destroyed`, and the pipeline cancels its upstream).
  */
 export class PeerResponse extends EventEmitter implements ApiResponse {
   statusCode = 200
@@ -63,7 +47,7 @@ export class PeerResponse extends EventEmitter implements ApiResponse {
   /** Settles when the response is sent (resolves) or abandoned (rejects). */
   readonly done: Promise<void>
   readonly #writer: ResponseWriter
-  readonly #headers: Record<string, string | string[]> = {}
+  readonly #headers: HeaderMap = {}
   /** Written by writeHead, sent with the first data or the end. */
   #head: ResponseHead | undefined
   #headSent = false
@@ -80,7 +64,8 @@ export class PeerResponse extends EventEmitter implements ApiResponse {
     })
     // Abandoning is the caller's to handle; nobody need wait on `done` for it not to be unhandled.
     this.done.catch(() => {})
-    signal.addEventListener('abort', () => this.destroy(), { once: true })
+    if (signal.aborted) this.destroy()
+    else signal.addEventListener('abort', () => this.destroy(), { once: true })
   }
 
   setHeader(name: string, value: string | number): this {

@@ -1,4 +1,7 @@
-import { BREAKER_COOLDOWN_MS, BREAKER_FAILURE_THRESHOLD } from '../constants.ts'
+/** Consecutive failures that open a circuit breaker. @default 3 */
+export const BREAKER_FAILURE_THRESHOLD = 3
+/** How long an open breaker waits before letting one probe request through. @default 10_000 ms */
+export const BREAKER_COOLDOWN_MS = 10_000
 
 export type BreakerState = 'closed' | 'open' | 'half_open'
 

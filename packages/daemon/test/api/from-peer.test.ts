@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ResponseHead, ResponseWriter } from '@gate/p2p'
-import { PeerResponse } from '../src/api/peer-call.ts'
+import { PeerResponse } from '../../src/api/from-peer.ts'
 
 /** A ResponseWriter that records calls and takes `delayMs` over each write, like a slow stream. */
 function slowWriter(delayMs: number) {

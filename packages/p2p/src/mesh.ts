@@ -1,59 +1,66 @@
 import {
+  type Capabilities,
   type Config,
+  describeError,
   ForbiddenError,
   type GateError,
   type Identity,
+  type Logger,
+  PayloadTooLargeError,
   peerIdToNodeId,
   UpstreamError,
 } from '@gate/core'
+import type { Connection } from '@libp2p/interface'
+import { MAX_STREAMS_PER_CONNECTION, PEER_DIAL_TIMEOUT_MS } from './constants.ts'
+import { CONTROL_PROTOCOL, controlStreamHandler } from './control.ts'
 import {
-  type Capabilities,
-  CONTROL_PROTOCOL,
-  type Connection,
-  controlStreamHandler,
-  createP2PNode,
-  type GateLibp2p,
   HTTP_PROTOCOL,
   httpStreamHandler,
   type IncomingRequest,
-  MAX_STREAMS_PER_CONNECTION,
   type PeerResponse,
-  peerIdOf,
   type RequestHead,
   type ResponseHead,
   type ResponseWriter,
   sendRequest,
-} from '@gate/p2p'
-import type { Logger } from 'pino'
-import { openAiErrorBody, tooLarge } from './api/errors.ts'
-import { PEER_DIAL_TIMEOUT_MS } from './constants.ts'
-import type { EventBus } from './events.ts'
-import { PeerManager } from './peers.ts'
-import { describeError } from './providers/provider.ts'
+} from './http.ts'
+import { createP2PNode, type GateLibp2p, peerIdOf } from './node.ts'
+import { type PeerEvents, PeerManager } from './peer-manager.ts'
 
 const STREAM_LIMITS = {
   maxInboundStreams: MAX_STREAMS_PER_CONNECTION,
   maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
 }
 
+/** An answer this node gives a peer's request itself, before it reaches the request pipeline. */
+export type OwnAnswer = { head: ResponseHead; body: Uint8Array }
+
 export interface MeshInit {
   identity: Identity
+  /** The config, read live: `network` (trusted peers, bootstrap), `security.max_body_bytes`. */
   config: () => Config
-  /** Runs a trusted peer's request through the API pipeline; settles when it is answered. */
-  serve: (request: IncomingRequest, response: ResponseWriter, from: string) => Promise<void>
   /** `peers.json`. */
   peerCache: string
-  /** A node redeems an invite secret; true when valid (the daemon then trusts it). */
-  onPair: (nodeId: string, secret: string) => Promise<boolean>
   /** This node's capabilities now (models, load). */
   capabilities: () => Capabilities
+  /** A node redeems an invite secret; true when valid (the daemon then trusts it). */
+  onPair: (nodeId: string, secret: string) => Promise<boolean>
+  /** How this node's errors read to a peer's client: the same body a local client would get. */
+  answer: (error: GateError) => OwnAnswer
   logger: Logger
-  events: EventBus
+  events: PeerEvents
 }
 
+/** Runs a trusted peer's request (`node`: who sent it) and writes its response; settles when done. */
+export type PeerRequestHandler = (
+  request: IncomingRequest,
+  response: ResponseWriter,
+  node: string,
+) => Promise<void>
+
 /**
- * The node's place in the P2P network: its libp2p node, requests to peers (`X-Target-Node`) and
- * requests from trusted peers, which go through the same API pipeline as local ones.
+ * A Gate node's place in the P2P network: its libp2p node, its trusted peers (the peer manager),
+ * and Gate's protocols on it: `/gate/control` between peers, and `/gate/http` requests to and from
+ * trusted peers.
  */
 export class Mesh {
   readonly node: GateLibp2p
@@ -76,6 +83,7 @@ export class Mesh {
     })
   }
 
+  /** Starts the libp2p node on `network.p2p_host:p2p_port` and the peer manager; serves `/gate/control`. */
   static async start(init: MeshInit): Promise<Mesh> {
     const { network } = init.config()
     const node = await createP2PNode({
@@ -86,47 +94,52 @@ export class Mesh {
       maxConnections: network.max_connections,
     })
     const mesh = new Mesh(node, init)
-    // A stream reset for breaking a Gate protocol; the node goes on serving.
-    const onProtocolError = (err: Error, connection: Connection) =>
-      init.logger.warn(
-        { peer: connection.remotePeer.toString(), err: err.message },
-        'peer broke the protocol',
-      )
-    await node.handle(
-      HTTP_PROTOCOL,
-      httpStreamHandler((request, response) => init.serve(request, response, nodeIdOf(request.connection)), {
-        // Read for each stream, so that a change to the config applies at once.
-        get maxBodyBytes() {
-          return init.config().security.max_body_bytes
-        },
-        // The 413 a local client would get: the requester passes it on.
-        tooLarge: (limit) => answer(init.identity.nodeId, 413, tooLarge(limit)),
-        onProtocolError,
-        refuse: (connection) => mesh.#refuse(nodeIdOf(connection)),
-      }),
-      STREAM_LIMITS,
-    )
     await node.handle(
       CONTROL_PROTOCOL,
       controlStreamHandler((payload, connection) => mesh.peers.answer(payload, nodeIdOf(connection)), {
-        onProtocolError,
+        onProtocolError: mesh.#onProtocolError,
       }),
     )
     await mesh.peers.start()
     return mesh
   }
 
+  /**
+   * Serves trusted peers' `/gate/http` requests with `handler`. A node that does not trust the
+   * requester answers 403 before its body is held; a body over `security.max_body_bytes` is read,
+   * dropped and answered 413.
+   */
+  async serve(handler: PeerRequestHandler): Promise<void> {
+    const init = this.#init
+    await this.node.handle(
+      HTTP_PROTOCOL,
+      httpStreamHandler((request, response) => handler(request, response, nodeIdOf(request.connection)), {
+        // Read for each stream, so that a change to the config applies at once.
+        get maxBodyBytes() {
+          return init.config().security.max_body_bytes
+        },
+        tooLarge: (limit) =>
+          init.answer(new PayloadTooLargeError(`request body is larger than the ${limit}-byte limit`)),
+        onProtocolError: this.#onProtocolError,
+        refuse: (connection) => this.#refuse(nodeIdOf(connection)),
+      }),
+      STREAM_LIMITS,
+    )
+  }
+
+  /** A stream reset for breaking a Gate protocol; the node goes on serving. */
+  readonly #onProtocolError = (err: Error, connection: Connection): void =>
+    this.#init.logger.warn(
+      { peer: connection.remotePeer.toString(), err: err.message },
+      'peer broke the protocol',
+    )
+
   /** Multiaddrs this node listens on, each ending in `/p2p/<PeerId>`. */
   addresses(): string[] {
     return this.node.getMultiaddrs().map((ma) => ma.toString())
   }
 
-  /** Whether `nodeId` is in network.trusted_peers: the only nodes requests are sent to. */
-  trusts(nodeId: string): boolean {
-    return this.peers.isTrusted(nodeId)
-  }
-
-  /** Sends one request to a trusted peer (see `trusts`) and returns its response as it arrives. */
+  /** Sends one request to a trusted peer and returns its response as it arrives. */
   async exchange(
     nodeId: string,
     head: RequestHead,
@@ -134,11 +147,9 @@ export class Mesh {
     signal: AbortSignal,
   ): Promise<PeerResponse> {
     const peer = peerIdOf(nodeId)
-    // An open connection gets a new stream with the protocol selected optimistically (no round
-    // trip before the request goes out); otherwise libp2p dials, asking the DHT when the peer
-    // store has no address, and negotiates.
     const [open] = this.node.getConnections(peer)
     if (open) return sendRequest(open, { head, body }, signal)
+    // No connection: libp2p dials, asking the DHT when the peer store has no address.
     let stream: Awaited<ReturnType<GateLibp2p['dialProtocol']>>
     try {
       const dialSignal = AbortSignal.any([signal, AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS)])
@@ -151,24 +162,10 @@ export class Mesh {
   }
 
   /** The 403 for a node not in trusted_peers, answered before its request body is held. */
-  #refuse(from: string): { head: ResponseHead; body: Uint8Array } | undefined {
+  #refuse(from: string): OwnAnswer | undefined {
     if (this.peers.isTrusted(from)) return undefined
     const self = this.#init.identity.nodeId
-    return answer(self, 403, new ForbiddenError(`node ${self} does not trust node ${from}`))
-  }
-
-  /** Trusted peers to try for `model`, best first. */
-  candidates(model: string): string[] {
-    return this.peers.candidates(model).map((p) => p.node_id)
-  }
-
-  /** Models of connected trusted peers and who serves them. */
-  models(): Map<string, string[]> {
-    return this.peers.models()
-  }
-
-  reserve(nodeId: string): (ok: boolean) => void {
-    return this.peers.reserve(nodeId)
+    return this.#init.answer(new ForbiddenError(`node ${self} does not trust node ${from}`))
   }
 
   /**
@@ -180,16 +177,9 @@ export class Mesh {
   }
 
   async stop(): Promise<void> {
-    this.peers.stop()
-    await this.peers.flush()
+    await this.peers.stop()
     await this.node.stop()
   }
-}
-
-/** An error this node (`self`) answers in frames, with the body a local client would get. */
-function answer(self: string, status: number, error: GateError): { head: ResponseHead; body: Uint8Array } {
-  const body = new TextEncoder().encode(openAiErrorBody(error))
-  return { head: { status, headers: { 'content-type': 'application/json', 'x-gate-node': self } }, body }
 }
 
 /** Node IDs of connections' remote peers, each worked out once (from the PeerId's key), not per stream. */

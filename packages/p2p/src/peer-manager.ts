@@ -1,27 +1,25 @@
 import { readFile } from 'node:fs/promises'
-import { InvalidRequestError, nodeIdToPeerId, parseNodeId, peerIdToNodeId, writeFileAtomic } from '@gate/core'
 import {
+  Breaker,
+  type BreakerState,
   type Capabilities,
-  CONTROL_PROTOCOL,
-  type ControlPayload,
-  controlRequest,
-  type GateLibp2p,
-  peerIdOf,
-} from '@gate/p2p'
-import type { PeerInfo } from '@gate/rpc'
+  describeError,
+  InvalidRequestError,
+  type Logger,
+  nodeIdToPeerId,
+  type PeerInfo,
+  type PeerStatus,
+  parseNodeId,
+  peerIdToNodeId,
+  writeFileAtomic,
+} from '@gate/core'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
-import type { Logger } from 'pino'
-import type { ConfigManager } from './config-manager.ts'
 import { PEER_BACKOFF_MAX_MS, PEER_DIAL_TIMEOUT_MS, PEER_REFRESH_MS } from './constants.ts'
-import type { EventBus } from './events.ts'
-import type { PeerHealth } from './metrics.ts'
-import { Breaker } from './providers/breaker.ts'
-import { describeError } from './providers/provider.ts'
-
-export type PeerStatus = 'connected' | 'connecting' | 'disconnected' | 'failed'
+import { CONTROL_PROTOCOL, type ControlPayload, controlRequest } from './control.ts'
+import { type GateLibp2p, peerIdOf } from './node.ts'
 
 /** What this node knows of one trusted peer. */
-export interface PeerState {
+interface PeerState {
   node_id: string
   status: PeerStatus
   /** Why the last attempt to reach it failed. */
@@ -39,11 +37,33 @@ export interface PeerState {
   retry_at: number
 }
 
+/** A trusted peer as request routing sees it. */
+export interface PeerView {
+  node_id: string
+  connected: boolean
+  /** Its breaker lets a request through. */
+  available: boolean
+  breaker: BreakerState
+  models: readonly string[]
+  /** 0 idle … 1 full, as it last advertised. */
+  load_factor: number
+  /** Requests this node has in flight to it. */
+  inflight: number
+  rtt_ms: number | null
+}
+
+/** Where the peer manager reports peers going up, down and changing capabilities (`/events`). */
+export interface PeerEvents {
+  emit(type: 'peer_up' | 'peer_down' | 'peer_capabilities', data: unknown): void
+}
+
 export interface PeerManagerInit {
   node: GateLibp2p
   nodeId: string
-  trusted: () => string[]
-  bootstrap: () => string[]
+  /** `network.trusted_peers` (node IDs or PeerIds), read live. */
+  trusted: () => readonly string[]
+  /** `network.bootstrap` multiaddrs. */
+  bootstrap: () => readonly string[]
   /** This node's capabilities now. */
   capabilities: () => Capabilities
   /** `peers.json`: the addresses of trusted peers, so a restarted node finds them again. */
@@ -51,7 +71,7 @@ export interface PeerManagerInit {
   /** A node redeems an invite secret; true when it was valid (the node is then trusted). */
   onPair: (nodeId: string, secret: string) => Promise<boolean>
   logger: Logger
-  events: EventBus
+  events: PeerEvents
   /** How often peers are refreshed, the first reconnect delay. @default PEER_REFRESH_MS */
   refreshMs?: number
   /** The longest reconnect delay. @default PEER_BACKOFF_MAX_MS */
@@ -64,8 +84,8 @@ const TRUSTED_TAG = 'gate-trusted'
 /**
  * Keeps every trusted peer's state: connects, and reconnects with exponential backoff (doubling
  * from `refreshMs` up to `maxBackoffMs`, with jitter), exchanges capabilities on connect and when
- * ours change, measures RTT, and ranks peers for a model. A trusted peer found by mDNS or
- * connecting to us is tried at once.
+ * ours change, measures RTT, and counts the requests in flight to each. A trusted peer found by
+ * mDNS or connecting to us is tried at once.
  */
 export class PeerManager {
   readonly #init: PeerManagerInit
@@ -78,6 +98,7 @@ export class PeerManager {
   #ticking: Promise<void> | undefined
   #trustedFrom: readonly string[] | undefined
   #trustedIds: string[] = []
+  #saving: Promise<void> = Promise.resolve()
 
   constructor(init: PeerManagerInit) {
     this.#init = init
@@ -99,7 +120,7 @@ export class PeerManager {
     })
   }
 
-  /** Loads the peer cache into libp2p's peer store and dials the bootstrap peers. */
+  /** Loads the peer cache into libp2p's peer store, dials the bootstrap peers and starts refreshing. */
   async start(): Promise<void> {
     const { node } = this.#init
     for (const [nodeId, addresses] of Object.entries(await readCache(this.#init.cachePath))) {
@@ -118,8 +139,10 @@ export class PeerManager {
     this.#timer.unref()
   }
 
-  stop(): void {
+  /** Stops refreshing, and waits for the peer cache to be written. */
+  async stop(): Promise<void> {
     clearInterval(this.#timer)
+    await this.#saving
   }
 
   /**
@@ -271,12 +294,6 @@ export class PeerManager {
     }
   }
 
-  /** Tracked trusted peers: connected or not, and their breakers (for `/metrics`). */
-  *health(): Generator<PeerHealth> {
-    for (const p of this.#peers.values())
-      yield { node_id: p.node_id, connected: p.status === 'connected', breaker: p.breaker.state }
-  }
-
   /** Every node known: tracked trusted peers, and any other node connected now (e.g. for the DHT). */
   known(): PeerInfo[] {
     const ids = new Set(this.#peers.keys())
@@ -287,81 +304,23 @@ export class PeerManager {
     return [...ids].map((id) => this.info(id))
   }
 
-  #saving: Promise<void> = Promise.resolve()
-
-  /** Writes `peers.json` (atomically, after any write in progress). */
-  #saveCache(): void {
-    const peers: Record<string, string[]> = {}
-    for (const state of this.#peers.values())
-      if (state.addresses.length > 0) peers[state.node_id] = state.addresses
-    const text = `${JSON.stringify({ version: 1, peers }, null, 2)}\n`
-    this.#saving = this.#saving
-      .then(() => writeFileAtomic(this.#init.cachePath, text, { mode: 0o600 }))
-      .catch((err: unknown) => this.#init.logger.warn({ err: describeError(err) }, 'peers.json not saved'))
-  }
-
-  /** Waits for pending cache writes. */
-  async flush(): Promise<void> {
-    await this.#saving
-  }
-
-  /** Answers a peer's control request. */
-  async answer(payload: ControlPayload, from: string): Promise<ControlPayload> {
-    const state = this.isTrusted(from) ? this.#state(from) : undefined
-    if (state) this.#seen(state)
-    switch (payload.type) {
-      case 'handshake':
-        if (state) this.#setCapabilities(state, payload.capabilities)
-        return { type: 'handshake_response', capabilities: this.#init.capabilities() }
-      case 'capability_update':
-        if (state) this.#setCapabilities(state, payload.capabilities)
-        return { type: 'ack' }
-      case 'capability_request':
-        return { type: 'capability_response', capabilities: this.#init.capabilities() }
-      case 'ping':
-        return { type: 'pong' }
-      case 'pair': {
-        const accepted = await this.#init.onPair(from, payload.secret)
-        return {
-          type: 'pair_response',
-          accepted,
-          reason: accepted ? null : 'invite expired, used or unknown',
-        }
-      }
-      default:
-        return { type: 'ack' }
+  /** Trusted peers as request routing sees them. */
+  views(): PeerView[] {
+    const out: PeerView[] = []
+    for (const p of this.#peers.values()) {
+      if (!this.isTrusted(p.node_id)) continue
+      out.push({
+        node_id: p.node_id,
+        connected: p.status === 'connected',
+        available: p.breaker.available,
+        breaker: p.breaker.state,
+        models: p.capabilities?.supported_models ?? [],
+        load_factor: p.capabilities?.load_factor ?? 1,
+        inflight: p.inflight,
+        rtt_ms: p.rtt_ms,
+      })
     }
-  }
-
-  /**
-   * Takes a slot on a peer for one request: counted as in flight (so the next request prefers
-   * another peer) until `done`, whose outcome feeds the peer's breaker.
-   */
-  reserve(nodeId: string): (ok: boolean) => void {
-    const state = this.#peers.get(nodeId)
-    if (!state) return () => {}
-    state.inflight++
-    return (ok) => {
-      state.inflight--
-      if (ok) state.breaker.success()
-      else state.breaker.failure()
-    }
-  }
-
-  /** Trusted, connected peers that advertise `model`, best first: least loaded, then fastest. */
-  candidates(model: string): PeerState[] {
-    if (this.#peers.size === 0) return [] // asked for every local request too (failover)
-    const score = (p: PeerState) =>
-      (p.capabilities?.load_factor ?? 1) + p.inflight * 0.25 + (p.rtt_ms ?? 1000) / 1000
-    return [...this.#peers.values()]
-      .filter(
-        (p) =>
-          p.status === 'connected' &&
-          p.breaker.available &&
-          p.capabilities?.supported_models.includes(model) === true &&
-          this.isTrusted(p.node_id),
-      )
-      .sort((a, b) => score(a) - score(b))
+    return out
   }
 
   /** Every model connected trusted peers advertise, with the node IDs that serve it. */
@@ -373,6 +332,23 @@ export class PeerManager {
         out.set(model, [...(out.get(model) ?? []), p.node_id])
     }
     return out
+  }
+
+  /**
+   * Takes a place on a peer for one request: its breaker's probe when half-open, and a request
+   * counted in flight (so the next request prefers another peer). Undefined when the breaker
+   * refuses; else the function that gives the place back with the attempt's outcome.
+   */
+  reserve(nodeId: string): ((outcome: 'ok' | 'failed' | 'cancelled') => void) | undefined {
+    const state = this.#peers.get(nodeId)
+    if (!state?.breaker.tryAcquire()) return undefined
+    state.inflight++
+    return (outcome) => {
+      state.inflight--
+      if (outcome === 'ok') state.breaker.success()
+      else if (outcome === 'failed') state.breaker.failure()
+      else state.breaker.release()
+    }
   }
 
   /**
@@ -393,6 +369,47 @@ export class PeerManager {
 
   isTrusted(nodeId: string): boolean {
     return this.trusted().includes(nodeId)
+  }
+
+  /** Answers a peer's control request. */
+  async answer(payload: ControlPayload, from: string): Promise<ControlPayload> {
+    const state = this.isTrusted(from) ? this.#state(from) : undefined
+    if (state) this.#seen(state)
+    switch (payload.type) {
+      case 'handshake':
+        if (state) this.#setCapabilities(state, payload.capabilities)
+        return { type: 'handshake_response', capabilities: this.#init.capabilities() }
+      case 'capability_update':
+        if (state) this.#setCapabilities(state, payload.capabilities)
+        return { type: 'ack' }
+      case 'capability_request':
+        return { type: 'capability_response', capabilities: this.#init.capabilities() }
+      case 'ping':
+        return { type: 'pong' }
+      case 'pair': {
+        const accepted = await this.#init.onPair(from, payload.secret)
+        // Trusted now: reach it at once rather than at the next round.
+        if (accepted) void this.#handshake(this.#state(from))
+        return {
+          type: 'pair_response',
+          accepted,
+          reason: accepted ? null : 'invite expired, used or unknown',
+        }
+      }
+      default:
+        return { type: 'ack' }
+    }
+  }
+
+  /** Writes `peers.json` (atomically, after any write in progress). */
+  #saveCache(): void {
+    const peers: Record<string, string[]> = {}
+    for (const state of this.#peers.values())
+      if (state.addresses.length > 0) peers[state.node_id] = state.addresses
+    const text = `${JSON.stringify({ version: 1, peers }, null, 2)}\n`
+    this.#saving = this.#saving
+      .then(() => writeFileAtomic(this.#init.cachePath, text, { mode: 0o600 }))
+      .catch((err: unknown) => this.#init.logger.warn({ err: describeError(err) }, 'peers.json not saved'))
   }
 
   #state(nodeId: string): PeerState {
@@ -478,15 +495,7 @@ async function readCache(path: string): Promise<Record<string, string[]>> {
   }
 }
 
-/** Adds a node to `network.trusted_peers` (saved, applied live) unless it is there already. */
-export async function addTrusted(config: ConfigManager, nodeId: string): Promise<void> {
-  await config.update(({ network: { trusted_peers: trusted } }) =>
-    trusted.some((entry) => safeNodeId(entry) === nodeId)
-      ? undefined
-      : { network: { trusted_peers: [...trusted, nodeId] } },
-  )
-}
-
+/** The node ID an entry of `trusted_peers` names (a node ID or a PeerId), if it names one. */
 export function safeNodeId(entry: string): string | undefined {
   try {
     return parseNodeId(entry)
