@@ -11,13 +11,56 @@
  * ```
  */
 
-export * from './breaker.ts'
-export * from './config.ts'
-export * from './errors.ts'
-export * from './fs.ts'
-export * from './identity.ts'
-export * from './key-store.ts'
-export type * from './logger.ts'
-export * from './node-id.ts'
-export * from './paths.ts'
-export * from './peers.ts'
+export type { BreakerState } from './breaker.ts'
+export { BREAKER_COOLDOWN_MS, BREAKER_FAILURE_THRESHOLD, Breaker } from './breaker.ts'
+export type { Config, ConfigInput, LogLevel, ProviderConfig, ProviderKind, SecurityConfig } from './config.ts'
+export {
+  DEFAULT_PROVIDER_URLS,
+  defaultConfig,
+  describeInput,
+  LOG_LEVELS,
+  ProviderConfigSchema,
+  parseConfig,
+  parseConfigFile,
+  parseConfigText,
+  redactConfig,
+  restartRequiredChanges,
+  SECRET_FIELDS,
+} from './config.ts'
+export type { ErrorCode } from './errors.ts'
+export {
+  ConfigError,
+  describeError,
+  ForbiddenError,
+  GateError,
+  IdentityError,
+  InvalidNodeIdError,
+  InvalidRequestError,
+  KeyringUnavailableError,
+  NotFoundError,
+  PayloadTooLargeError,
+  RateLimitedError,
+  RequestTimeoutError,
+  TimeoutError,
+  UnauthorizedError,
+  UnavailableError,
+  UpstreamError,
+} from './errors.ts'
+export { ensureDir, writeFileAtomic } from './fs.ts'
+export type { Identity } from './identity.ts'
+export { generateIdentity, libp2pPrivateKey, verifySignature } from './identity.ts'
+export type { Keyring, KeyStoreInit, LoadedIdentity } from './key-store.ts'
+export {
+  createOsKeyring,
+  exportIdentity,
+  loadOrCreateIdentity,
+  parseExportedIdentity,
+  readNodeIdFromKeyFile,
+  saveIdentity,
+} from './key-store.ts'
+export type { Logger } from './logger.ts'
+export { nodeIdToPeerId, parseNodeId, peerIdToNodeId } from './node-id.ts'
+export type { GatePaths } from './paths.ts'
+export { gatePaths, resolveHome } from './paths.ts'
+export type { Capabilities, PeerInfo, PeerStatus } from './peers.ts'
+export { loadFactor } from './peers.ts'

@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import {
-  ConfigError,
   DEFAULT_CONTROL_PORT,
   DEFAULT_HTTP_PORT,
   DEFAULT_P2P_PORT,
   defaultConfig,
   parseConfig,
   parseConfigText,
+  redactConfig,
   restartRequiredChanges,
-} from '../src/index.ts'
+} from '../src/config.ts'
+import { ConfigError } from '../src/errors.ts'
 
 function issuesOf(value: unknown): string[] {
   try {
@@ -144,5 +145,30 @@ describe('config', () => {
       'network.mdns',
     ])
     assert.deepEqual(restartRequiredChanges(before, defaultConfig()), [])
+  })
+
+  it('redacts API keys and credentials in provider URLs, and nothing else', () => {
+    const config = parseConfig({
+      providers: [
+        {
+          name: 'a',
+          kind: 'openai',
+          url: 'https://user:pass@api.example.com/v1?key=s3cret&api-version=2024',
+          api_key: 'sk-1',
+        },
+        { name: 'b', kind: 'openai', url: 'https://api.example.com/v1?access_token=t0k' },
+        { name: 'c', kind: 'ollama', url: 'http://localhost:11434/v1' },
+      ],
+      security: { api_keys: ['sk-relay'] },
+    })
+    const shown = JSON.stringify(redactConfig(config))
+    for (const secret of ['user', 'pass@', 's3cret', 't0k', 'sk-1', 'sk-relay'])
+      assert.ok(!shown.includes(secret), secret)
+    const [a, b, c] = redactConfig(config).providers
+    assert.equal(a?.url, 'https://%5Bredacted%5D@api.example.com/v1?key=%5Bredacted%5D&api-version=2024')
+    assert.equal(b?.url, 'https://api.example.com/v1?access_token=%5Bredacted%5D')
+    assert.equal(c?.url, 'http://localhost:11434/v1')
+    assert.equal(a?.api_key, '[redacted]')
+    assert.equal(c?.api_key, undefined)
   })
 })

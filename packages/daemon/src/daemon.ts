@@ -32,6 +32,7 @@ import { createLogger } from './logger.ts'
 import { Metrics } from './metrics.ts'
 import { detectEngines, ProviderRegistry } from './providers/registry.ts'
 import { RequestLog } from './request-log.ts'
+import type { RuntimeInfo } from './runtime-info.ts'
 import { VERSION } from './version.ts'
 
 export interface DaemonInit {
@@ -54,18 +55,6 @@ export interface DaemonInit {
    * (Ollama on 11434, LM Studio on 1234)
    */
   engineUrls?: { ollama?: string; lmstudio?: string }
-}
-
-/** What a running daemon writes to `daemon.json` so the CLI can find it. */
-export interface RuntimeInfo {
-  pid: number
-  node_id: string
-  peer_id: string
-  /** P2P multiaddrs, each ending in `/p2p/<peer_id>`. */
-  p2p: string[]
-  http: { host: string; port: number }
-  control: { host: string; port: number }
-  started_at: string
 }
 
 /** Services that live from start to stop; rebuilt by a restart. */

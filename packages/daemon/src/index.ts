@@ -15,12 +15,13 @@
 import { Daemon, type DaemonInit } from './daemon.ts'
 
 export { SHUTDOWN_GRACE_MS } from './constants.ts'
-export type { Daemon, DaemonInit, RuntimeInfo } from './daemon.ts'
+export type { Daemon, DaemonInit } from './daemon.ts'
 export { followLog, readLogTail } from './log-file.ts'
 export { formatLogLine } from './logger.ts'
 export { normalizeProviderUrl } from './providers/provider.ts'
 export type { FoundEngine } from './providers/registry.ts'
 export { findEngines } from './providers/registry.ts'
+export type { RuntimeInfo } from './runtime-info.ts'
 export { VERSION } from './version.ts'
 
 export function createDaemon(init: DaemonInit = {}): Daemon {
