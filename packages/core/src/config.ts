@@ -14,6 +14,8 @@ export const DEFAULT_CONTROL_PORT = 8145
 export const DEFAULT_P2P_PORT = 41145
 /** @default 30 seconds */
 export const DEFAULT_HEALTH_CHECK_INTERVAL = 30
+/** libp2p connections kept; beyond it the ones valued least are pruned. @default 256 */
+export const DEFAULT_MAX_CONNECTIONS = 256
 /** @default 16 MiB */
 export const DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 /** @default 64 */
@@ -22,6 +24,8 @@ export const DEFAULT_MAX_CONCURRENT_REQUESTS = 64
 export const DEFAULT_REQUEST_TIMEOUT = 300
 /** Seconds a client may leave its request body stalled before the request fails with 408. @default 30 */
 export const DEFAULT_BODY_TIMEOUT = 30
+/** Seconds requests in flight may run on after a stop is asked for, before they are cancelled. @default 10 */
+export const DEFAULT_SHUTDOWN_GRACE = 10
 
 export const PROVIDER_KINDS = ['ollama', 'lmstudio', 'openai'] as const
 export type ProviderKind = (typeof PROVIDER_KINDS)[number]
@@ -61,6 +65,10 @@ export const ConfigSchema = z.strictObject({
   node: z
     .strictObject({
       log_level: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+      shutdown_grace: z
+        .number({ error: 'expected a number of seconds' })
+        .min(0)
+        .default(DEFAULT_SHUTDOWN_GRACE),
     })
     .prefault({}),
   network: z
@@ -72,7 +80,7 @@ export const ConfigSchema = z.strictObject({
       trusted_peers: z.array(nonEmpty).default([]),
       bootstrap: z.array(nonEmpty).default([]),
       mdns: z.boolean().default(false),
-      max_connections: positiveInt.default(256),
+      max_connections: positiveInt.default(DEFAULT_MAX_CONNECTIONS),
     })
     .prefault({}),
   providers: z

@@ -118,3 +118,12 @@ export function describeError(err: unknown): string {
   }
   return String(err)
 }
+
+/** Whether `err` (or a cause of it) is this process running out of descriptors: its own failure, not its peer's. */
+export function isOutOfDescriptors(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code
+    if (code === 'EMFILE' || code === 'ENFILE') return true
+  }
+  return false
+}

@@ -15,6 +15,7 @@ export type { BreakerState } from './breaker.ts'
 export { BREAKER_COOLDOWN_MS, BREAKER_FAILURE_THRESHOLD, Breaker } from './breaker.ts'
 export type { Config, ConfigInput, LogLevel, ProviderConfig, ProviderKind, SecurityConfig } from './config.ts'
 export {
+  DEFAULT_MAX_CONNECTIONS,
   DEFAULT_PROVIDER_URLS,
   defaultConfig,
   describeInput,
@@ -36,6 +37,7 @@ export {
   IdentityError,
   InvalidNodeIdError,
   InvalidRequestError,
+  isOutOfDescriptors,
   KeyringUnavailableError,
   NotFoundError,
   PayloadTooLargeError,
@@ -58,6 +60,7 @@ export {
   readNodeIdFromKeyFile,
   saveIdentity,
 } from './key-store.ts'
+export { LOG_THROTTLE_MS, LogThrottle } from './log-throttle.ts'
 export type { Logger } from './logger.ts'
 export { nodeIdToPeerId, parseNodeId, peerIdToNodeId } from './node-id.ts'
 export type { GatePaths } from './paths.ts'

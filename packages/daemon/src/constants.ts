@@ -1,5 +1,3 @@
-/** How long in-flight requests may run after a shutdown signal before they are cancelled. @default 10_000 ms */
-export const SHUTDOWN_GRACE_MS = 10_000
 /** How long a finished request's line may wait to be written to `requests.jsonl`. @default 100 ms */
 export const REQUEST_LOG_FLUSH_MS = 100
 /**
@@ -25,3 +23,11 @@ export const RETRY_AFTER_SECONDS = 1
  * Past this many the subscriber is disconnected rather than let memory grow. @default 1000
  */
 export const EVENTS_QUEUE_MAX = 1000
+/** Size at which `daemon.log` and `requests.jsonl` are rotated. @default 10 MiB */
+export const LOG_FILE_BYTES = 10 * 1024 * 1024
+/** Rotated files kept of each log (`daemon.log.1` … `.5`). @default 5 */
+export const LOG_FILES_KEPT = 5
+/** Longest model name taken: longer is a 400, so no record, log line or comparison holds more. @default 256 */
+export const MAX_MODEL_CHARS = 256
+/** Longest error message a request record keeps. @default 1000 */
+export const MAX_RECORDED_ERROR_CHARS = 1000

@@ -22,10 +22,10 @@ import { servePeer } from './api/from-peer.ts'
 import { Pipeline } from './api/pipeline.ts'
 import { ApiServer } from './api/server.ts'
 import { addTrusted, ConfigManager } from './config-manager.ts'
-import { SHUTDOWN_GRACE_MS } from './constants.ts'
 import { createRpcHandlers } from './control/methods.ts'
 import { ControlServer } from './control/server.ts'
 import { loadOrCreateControlToken } from './control-token.ts'
+import { apiConnectionCap } from './descriptors.ts'
 import { EventBus } from './events.ts'
 import { Invites } from './invites.ts'
 import { createLogger } from './logger.ts'
@@ -46,8 +46,6 @@ export interface DaemonInit {
   keyring?: Keyring | null
   /** Also print readable logs to stdout. @default false */
   terminal?: boolean
-  /** How long in-flight requests may finish on stop. @default SHUTDOWN_GRACE_MS */
-  shutdownGraceMs?: number
   /** Called when a control client asks the daemon to shut down (`node_shutdown`). */
   onShutdownRequest?: () => void
   /**
@@ -198,7 +196,7 @@ export class Daemon {
         logger,
       })
       await mesh.serve((request, response, node) => servePeer(pipeline, request, response, node))
-      const api = new ApiServer(pipeline)
+      const api = new ApiServer({ door: pipeline, maxConnections: apiConnectionCap(), logger })
       started.defer(() => api.close())
       const httpAddress = await listening('network.http_port', LOCAL_HOST, network.http_port, () =>
         api.listen(LOCAL_HOST, network.http_port),
@@ -322,7 +320,7 @@ export class Daemon {
     running.config.stop()
     running.api.stopAccepting()
     await running.mesh.refuseRequests()
-    await running.pipeline.drain(this.#init.shutdownGraceMs ?? SHUTDOWN_GRACE_MS)
+    await running.pipeline.drain(running.config.config.node.shutdown_grace * 1000)
     running.api.close()
     await running.mesh.stop()
     await running.control.close()

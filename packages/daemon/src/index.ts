@@ -14,7 +14,6 @@
  */
 import { Daemon, type DaemonInit } from './daemon.ts'
 
-export { SHUTDOWN_GRACE_MS } from './constants.ts'
 export type { Daemon, DaemonInit } from './daemon.ts'
 export { followLog, readLogTail } from './log-file.ts'
 export { formatLogLine } from './logger.ts'

@@ -1,7 +1,8 @@
 import { Writable } from 'node:stream'
 import { type LogLevel, SECRET_FIELDS } from '@gate/core'
-import { type DestinationStream, type Logger, multistream, pino, destination as pinoDestination } from 'pino'
+import { type DestinationStream, type Logger, multistream, pino } from 'pino'
 import pretty, { prettyFactory } from 'pino-pretty'
+import { rotatingFile } from './log-file.ts'
 
 export interface LoggerInit {
   /** JSON lines go here (`logs/daemon.log`). */
@@ -29,7 +30,7 @@ export function formatLogLine(colorize: boolean): (line: Record<string, unknown>
 }
 
 export function createLogger(init: LoggerInit): { logger: Logger; close(): Promise<void> } {
-  const file = pinoDestination({ dest: init.file, mkdir: true, sync: false })
+  const file = rotatingFile(init.file)
   const streams: Array<{ stream: DestinationStream; level: LogLevel }> = [{ stream: file, level: 'trace' }]
   if (init.terminal) {
     streams.push({
@@ -55,11 +56,6 @@ export function createLogger(init: LoggerInit): { logger: Logger; close(): Promi
   )
   return {
     logger,
-    close: () =>
-      new Promise((resolve) => {
-        file.flushSync()
-        file.end()
-        file.once('close', () => resolve())
-      }),
+    close: () => new Promise((resolve) => file.end(resolve)),
   }
 }

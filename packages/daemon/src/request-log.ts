@@ -1,6 +1,7 @@
-import { createWriteStream, type WriteStream } from 'node:fs'
 import type { RequestRecord } from '@gate/rpc'
+import type { RotatingFileStream } from 'rotating-file-stream'
 import { REQUEST_HISTORY_SIZE, REQUEST_LOG_FLUSH_MS } from './constants.ts'
+import { rotatingFile } from './log-file.ts'
 
 export type { RequestRecord }
 
@@ -15,7 +16,7 @@ export interface UsageTotals {
  * `request_history`, and adds up usage per consumer.
  */
 export class RequestLog {
-  readonly #file: WriteStream
+  readonly #file: RotatingFileStream
   /**
    * Records not yet handed to the file: written together REQUEST_LOG_FLUSH_MS after the first. Each
    * file write is a round trip to libuv's thread pool (two thread wake-ups), too much per request.
@@ -39,8 +40,7 @@ export class RequestLog {
   /** `self`: this node's ID; records served by another node count as consumed from it. */
   constructor(path: string, self: string) {
     this.#self = self
-    this.#file = createWriteStream(path, { flags: 'a', mode: 0o600 })
-    this.#file.on('error', () => {})
+    this.#file = rotatingFile(path)
   }
 
   add(record: RequestRecord): void {

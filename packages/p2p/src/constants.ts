@@ -9,8 +9,13 @@ export const REQUEST_READ_TIMEOUT_MS = 30_000
 /** How long a `/gate/control` request may take to arrive. @default 10 s */
 export const CONTROL_READ_TIMEOUT_MS = 10_000
 /**
- * Streams of one Gate protocol that may be open at once on one connection, each way. libp2p's
- * default (32 in, 64 out) would reset a burst's extra streams; the daemon's concurrency cap and
- * rate limits are the real limits. @default 1024
+ * Streams a peer may have open at once on one connection: all protocols, negotiated or not (yamux
+ * resets the ones past it; QUIC makes the opener wait), and `/gate/http` ones. It bounds what one
+ * connection can make a node hold (about 9 KB a stream that is never negotiated); the daemon's
+ * concurrency cap and rate limits are the limits on requests. @default 256
  */
-export const MAX_STREAMS_PER_CONNECTION = 1024
+export const MAX_STREAMS_PER_CONNECTION = 128
+/** Request bytes read and dropped from a refused requester (an untrusted peer) before its stream is reset. @default 64 KiB */
+export const REFUSED_REQUEST_BYTES = 64 * 1024
+/** The share of `network.max_connections` that nodes this node does not trust may hold. @default 1/8 */
+export const UNTRUSTED_CONNECTION_SHARE = 0.125

@@ -1,5 +1,5 @@
 import type { Connection, Stream, StreamHandler } from '@libp2p/interface'
-import { MAX_STREAMS_PER_CONNECTION, REQUEST_READ_TIMEOUT_MS } from './constants.ts'
+import { MAX_STREAMS_PER_CONNECTION, REFUSED_REQUEST_BYTES, REQUEST_READ_TIMEOUT_MS } from './constants.ts'
 import { type Frame, FrameStream, ProtocolError } from './frames.ts'
 
 /** One HTTP exchange per stream: request head, body, end; response head, body, end. */
@@ -131,8 +131,8 @@ export interface HttpServerOptions {
   /** Told about streams reset for breaking the protocol. */
   onProtocolError?: (err: Error, connection: Connection) => void
   /**
-   * An answer for a requester refused outright (an untrusted peer): sent as soon as the request
-   * head is in, before `serve` or any body is held; the body that follows is read and dropped.
+   * An answer for a requester refused outright (an untrusted peer): sent as soon as the stream
+   * opens, before anything of the request is held; what follows is read and dropped.
    */
   refuse?: (connection: Connection) => { head: ResponseHead; body: Uint8Array } | undefined
 }
@@ -146,26 +146,21 @@ export function httpStreamHandler(
     const frames = new FrameStream(stream)
     const gone = new AbortController()
     let request: { head: RequestHead; body: Uint8Array }
-    // A timer of our own, not AbortSignal.timeout(): node keeps every timeout signal that has a
-    // listener in one long-lived Set, and a Set that each request passes through keeps them all,
-    // with what their listeners hold, alive through young-generation collections.
     const readTimeoutMs = options.requestTimeoutMs ?? REQUEST_READ_TIMEOUT_MS
-    const late = new AbortController()
-    const timer = setTimeout(
-      () => late.abort(new ProtocolError(`the request did not arrive within ${readTimeoutMs} ms`)),
-      readTimeoutMs,
-    ).unref()
-    const deadline = late.signal
+    const deadline = AbortSignal.timeout(readTimeoutMs)
     try {
-      const head = await readHead(frames, deadline)
-      const limit = options.maxBodyBytes
       const refusal = options.refuse?.(connection)
       if (refusal) {
+        // Answered before anything of the request is held; what it sends meanwhile is read and
+        // dropped, up to REFUSED_REQUEST_BYTES (then the stream is reset), so that it reads the answer.
         await frames.writeAll(wholeMessage(refusal.head, refusal.body))
-        await readRequestBody(frames, limit, deadline, { keep: false, drain: false })
+        await readHead(frames, deadline)
+        await readRequestBody(frames, REFUSED_REQUEST_BYTES, deadline, { keep: false, drain: false })
         await stream.close().catch(() => {})
         return
       }
+      const head = await readHead(frames, deadline)
+      const limit = options.maxBodyBytes
       const drain = options.tooLarge !== undefined
       const body = await readRequestBody(frames, limit, deadline, { keep: true, drain })
       if (body === null) {
@@ -180,8 +175,6 @@ export function httpStreamHandler(
       options.onProtocolError?.(err as Error, connection)
       fail(stream, err)
       return
-    } finally {
-      clearTimeout(timer)
     }
     let responded = false
     // The requester keeps its side open until the response ends: anything else that arrives

@@ -20,7 +20,9 @@ export {
   PEER_BACKOFF_MAX_MS,
   PEER_DIAL_TIMEOUT_MS,
   PEER_REFRESH_MS,
+  REFUSED_REQUEST_BYTES,
   REQUEST_READ_TIMEOUT_MS,
+  UNTRUSTED_CONNECTION_SHARE,
 } from './constants.ts'
 export type { ControlPayload, NodeMessage } from './control.ts'
 export { CONTROL_PROTOCOL, controlRequest, controlStreamHandler } from './control.ts'
@@ -41,4 +43,4 @@ export { Mesh } from './mesh.ts'
 export type { GateLibp2p, GateServices, P2PNodeInit } from './node.ts'
 export { createP2PNode, DHT_INIT, DHT_PROTOCOL, MDNS_SERVICE_TAG, PING_INIT, peerIdOf } from './node.ts'
 export type { PeerEvents, PeerManagerInit, PeerView } from './peer-manager.ts'
-export { PeerManager, safeNodeId } from './peer-manager.ts'
+export { PeerManager, safeNodeId, TrustedPeers } from './peer-manager.ts'

@@ -6,6 +6,7 @@ import {
   type GateError,
   type Identity,
   type Logger,
+  LogThrottle,
   PayloadTooLargeError,
   peerIdToNodeId,
   UpstreamError,
@@ -24,7 +25,7 @@ import {
   sendRequest,
 } from './http.ts'
 import { createP2PNode, type GateLibp2p, peerIdOf } from './node.ts'
-import { type PeerEvents, PeerManager } from './peer-manager.ts'
+import { type PeerEvents, PeerManager, TrustedPeers } from './peer-manager.ts'
 
 const STREAM_LIMITS = {
   maxInboundStreams: MAX_STREAMS_PER_CONNECTION,
@@ -67,13 +68,16 @@ export class Mesh {
   readonly peers: PeerManager
   readonly #init: MeshInit
 
-  private constructor(node: GateLibp2p, init: MeshInit) {
+  readonly #protocolErrors: LogThrottle
+
+  private constructor(node: GateLibp2p, trusted: TrustedPeers, init: MeshInit) {
     this.node = node
     this.#init = init
+    this.#protocolErrors = new LogThrottle(init.logger)
     this.peers = new PeerManager({
       node,
       nodeId: init.identity.nodeId,
-      trusted: () => init.config().network.trusted_peers,
+      trusted,
       bootstrap: () => init.config().network.bootstrap,
       capabilities: init.capabilities,
       cachePath: init.peerCache,
@@ -86,14 +90,16 @@ export class Mesh {
   /** Starts the libp2p node on `network.p2p_host:p2p_port` and the peer manager; serves `/gate/control`. */
   static async start(init: MeshInit): Promise<Mesh> {
     const { network } = init.config()
+    const trusted = new TrustedPeers(() => init.config().network.trusted_peers, init.identity.nodeId)
     const node = await createP2PNode({
       identity: init.identity,
       host: network.p2p_host,
       port: network.p2p_port,
       mdns: network.mdns,
       maxConnections: network.max_connections,
+      trusts: (nodeId) => trusted.has(nodeId),
     })
-    const mesh = new Mesh(node, init)
+    const mesh = new Mesh(node, trusted, init)
     await node.handle(
       CONTROL_PROTOCOL,
       controlStreamHandler((payload, connection) => mesh.peers.answer(payload, nodeIdOf(connection)), {
@@ -127,12 +133,14 @@ export class Mesh {
     )
   }
 
-  /** A stream reset for breaking a Gate protocol; the node goes on serving. */
-  readonly #onProtocolError = (err: Error, connection: Connection): void =>
-    this.#init.logger.warn(
-      { peer: connection.remotePeer.toString(), err: err.message },
-      'peer broke the protocol',
-    )
+  /**
+   * A stream reset for breaking a Gate protocol; the node goes on serving. Logged at most once a
+   * while per peer, with how many more there were: a peer can break streams faster than a disk fills.
+   */
+  readonly #onProtocolError = (err: Error, connection: Connection): void => {
+    const peer = connection.remotePeer.toString()
+    this.#protocolErrors.warn(peer, { peer, err: err.message }, 'peer broke the protocol')
+  }
 
   /** Multiaddrs this node listens on, each ending in `/p2p/<PeerId>`. */
   addresses(): string[] {

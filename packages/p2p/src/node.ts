@@ -2,7 +2,13 @@ import { isIPv6 } from 'node:net'
 import { noise } from '@chainsafe/libp2p-noise'
 import { quic } from '@chainsafe/libp2p-quic'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import { type Identity, libp2pPrivateKey, nodeIdToPeerId } from '@gate/core'
+import {
+  DEFAULT_MAX_CONNECTIONS,
+  type Identity,
+  libp2pPrivateKey,
+  nodeIdToPeerId,
+  peerIdToNodeId,
+} from '@gate/core'
 import { type Identify, identify } from '@libp2p/identify'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import { type KadDHT, type KadDHTInit, kadDHT, passthroughMapper } from '@libp2p/kad-dht'
@@ -11,7 +17,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { type Ping, ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
-import { MAX_STREAMS_PER_CONNECTION } from './constants.ts'
+import { MAX_STREAMS_PER_CONNECTION, UNTRUSTED_CONNECTION_SHARE } from './constants.ts'
 
 /** Gate's own DHT: Gate nodes do not join the public IPFS one. */
 export const DHT_PROTOCOL = '/gate/kad/1.0.0'
@@ -32,6 +38,12 @@ export interface P2PNodeInit {
   mdns?: boolean
   /** `network.max_connections`: beyond it libp2p prunes the connections it values least. */
   maxConnections?: number
+  /**
+   * Whether a node is trusted: nodes that are not may hold at most UNTRUSTED_CONNECTION_SHARE of
+   * `maxConnections` (inbound connections past it are refused), so trusted peers keep room.
+   * @default every node is trusted
+   */
+  trusts?: (nodeId: string) => boolean
 }
 
 /**
@@ -58,31 +70,34 @@ export const DHT_INIT = {
  * identify, ping, a Kademlia DHT in server mode on Gate's protocol, and mDNS when asked.
  */
 export async function createP2PNode(init: P2PNodeInit): Promise<GateLibp2p> {
-  const { host, port } = init
+  const { host, port, trusts } = init
   const ip = isIPv6(host) ? 'ip6' : 'ip4'
-  return createLibp2p({
-    ...(init.maxConnections ? { connectionManager: { maxConnections: init.maxConnections } } : {}),
+  const maxConnections = init.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+  const untrustedCap = Math.max(1, Math.floor(maxConnections * UNTRUSTED_CONNECTION_SHARE))
+  let node: GateLibp2p | undefined
+  const untrusted = (peer: PeerId): boolean =>
+    trusts !== undefined && !trusts(peerIdToNodeId(peer.toString()))
+  node = await createLibp2p({
+    connectionManager: { maxConnections },
+    connectionGater: {
+      denyInboundEncryptedConnection: (peer) =>
+        untrusted(peer) &&
+        (node?.getConnections().filter((c) => untrusted(c.remotePeer)).length ?? 0) >= untrustedCap,
+    },
     peerDiscovery: init.mdns ? [mdns({ serviceTag: MDNS_SERVICE_TAG })] : [],
     privateKey: libp2pPrivateKey(init.identity),
     addresses: { listen: [`/${ip}/${host}/udp/${port}/quic-v1`, `/${ip}/${host}/tcp/${port}`] },
     // QUIC brings its own TLS 1.3 and stream muxing; noise and yamux serve TCP only.
     transports: [quic(), tcp()],
     connectionEncrypters: [noise()],
-    // A burst of exchanges opens many streams at once; yamux's defaults (1000 each way, and
-    // only 10 not yet acknowledged) would reset most of them.
-    streamMuxers: [
-      yamux({
-        maxInboundStreams: 4 * MAX_STREAMS_PER_CONNECTION,
-        maxOutboundStreams: 4 * MAX_STREAMS_PER_CONNECTION,
-        maxEarlyStreams: MAX_STREAMS_PER_CONNECTION,
-      }),
-    ],
+    streamMuxers: [yamux({ maxInboundStreams: MAX_STREAMS_PER_CONNECTION })],
     services: {
       identify: identify(),
       ping: ping(PING_INIT),
       dht: kadDHT(DHT_INIT),
     },
   })
+  return node
 }
 
 /** The libp2p PeerId of a node ID. */

@@ -60,8 +60,8 @@ export interface PeerEvents {
 export interface PeerManagerInit {
   node: GateLibp2p
   nodeId: string
-  /** `network.trusted_peers` (node IDs or PeerIds), read live. */
-  trusted: () => readonly string[]
+  /** `network.trusted_peers`, read live. */
+  trusted: TrustedPeers
   /** `network.bootstrap` multiaddrs. */
   bootstrap: () => readonly string[]
   /** This node's capabilities now. */
@@ -96,8 +96,6 @@ export class PeerManager {
   #timer: NodeJS.Timeout | undefined
   #advertised = ''
   #ticking: Promise<void> | undefined
-  #trustedFrom: readonly string[] | undefined
-  #trustedIds: string[] = []
   #saving: Promise<void> = Promise.resolve()
 
   constructor(init: PeerManagerInit) {
@@ -351,39 +349,32 @@ export class PeerManager {
     }
   }
 
-  /**
-   * `network.trusted_peers` as node IDs (entries may be PeerIds), without this node. Parsed
-   * again only when the config's list changes: routing asks for every request.
-   */
+  /** Trusted peers' node IDs. */
   trusted(): string[] {
-    const entries = this.#init.trusted()
-    if (entries !== this.#trustedFrom) {
-      this.#trustedFrom = entries
-      this.#trustedIds = entries.flatMap((entry) => {
-        const id = safeNodeId(entry)
-        return id && id !== this.#init.nodeId ? [id] : []
-      })
-    }
-    return this.#trustedIds
+    return this.#init.trusted.list()
   }
 
   isTrusted(nodeId: string): boolean {
-    return this.trusted().includes(nodeId)
+    return this.#init.trusted.has(nodeId)
   }
 
-  /** Answers a peer's control request. */
+  /**
+   * Answers a peer's control request. Only trusted peers learn this node's models and load: any
+   * other node gets capabilities with none (and may still redeem an invite, or ping).
+   */
   async answer(payload: ControlPayload, from: string): Promise<ControlPayload> {
     const state = this.isTrusted(from) ? this.#state(from) : undefined
     if (state) this.#seen(state)
+    const ours = (): Capabilities => (state ? this.#init.capabilities() : withheld(this.#init.nodeId))
     switch (payload.type) {
       case 'handshake':
         if (state) this.#setCapabilities(state, payload.capabilities)
-        return { type: 'handshake_response', capabilities: this.#init.capabilities() }
+        return { type: 'handshake_response', capabilities: ours() }
       case 'capability_update':
         if (state) this.#setCapabilities(state, payload.capabilities)
         return { type: 'ack' }
       case 'capability_request':
-        return { type: 'capability_response', capabilities: this.#init.capabilities() }
+        return { type: 'capability_response', capabilities: ours() }
       case 'ping':
         return { type: 'pong' }
       case 'pair': {
@@ -469,6 +460,17 @@ export class PeerManager {
   }
 }
 
+/** What a node that does not trust the asker tells it: who it is, and nothing it serves. */
+function withheld(nodeId: string): Capabilities {
+  return {
+    node_id: nodeId,
+    supported_models: [],
+    max_context_length: null,
+    supports_streaming: true,
+    load_factor: 1,
+  }
+}
+
 /** The multicodec of a multiaddr's `/p2p/<PeerId>` part. */
 const P2P_CODE = 421
 
@@ -492,6 +494,38 @@ async function readCache(path: string): Promise<Record<string, string[]>> {
     )
   } catch {
     return {}
+  }
+}
+
+/**
+ * `network.trusted_peers` as node IDs (entries may be PeerIds), without this node. Parsed again
+ * only when the config's list changes: routing and the connection gater ask often.
+ */
+export class TrustedPeers {
+  readonly #entries: () => readonly string[]
+  readonly #self: string
+  #from: readonly string[] | undefined
+  #ids: string[] = []
+
+  constructor(entries: () => readonly string[], self: string) {
+    this.#entries = entries
+    this.#self = self
+  }
+
+  list(): string[] {
+    const entries = this.#entries()
+    if (entries !== this.#from) {
+      this.#from = entries
+      this.#ids = entries.flatMap((entry) => {
+        const id = safeNodeId(entry)
+        return id && id !== this.#self ? [id] : []
+      })
+    }
+    return this.#ids
+  }
+
+  has(nodeId: string): boolean {
+    return this.list().includes(nodeId)
   }
 }
 

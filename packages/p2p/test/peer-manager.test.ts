@@ -14,6 +14,7 @@ import {
   type GateLibp2p,
   PeerManager,
   peerIdOf,
+  TrustedPeers,
 } from '../src/index.ts'
 import { silentLogger, waitUntil } from './utils/nodes.ts'
 
@@ -44,7 +45,7 @@ async function unreachablePeer(backoff: { refreshMs: number; maxBackoffMs: numbe
   const manager = new PeerManager({
     node,
     nodeId: node.peerId.toString(),
-    trusted: () => [peer.nodeId],
+    trusted: new TrustedPeers(() => [peer.nodeId], node.peerId.toString()),
     bootstrap: () => [],
     capabilities: () => capabilities,
     cachePath: join(home, 'peers.json'),

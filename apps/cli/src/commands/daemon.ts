@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { constants } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-import { createDaemon, type RuntimeInfo, SHUTDOWN_GRACE_MS } from '@gate/daemon'
+import { createDaemon, type RuntimeInfo } from '@gate/daemon'
 import type { Command } from 'commander'
 import {
   CliError,
@@ -19,8 +19,8 @@ import {
 
 /** How long `gate daemon --background` waits for the daemon to be ready. */
 const BACKGROUND_START_TIMEOUT_MS = 60_000
-/** How long `gate stop` waits for the process to exit: the daemon's grace period and some. */
-const STOP_TIMEOUT_MS = SHUTDOWN_GRACE_MS + 10_000
+/** How long `gate stop` waits for the process to exit beyond the daemon's grace period. */
+const STOP_MARGIN_MS = 10_000
 
 /** What a daemon started with `--background` tells its parent over IPC. */
 type StartMessage = { ready: RuntimeInfo } | { error: string }
@@ -46,13 +46,14 @@ export function registerDaemonCommands(program: Command): void {
     .description('stop the running daemon, letting requests in flight finish')
     .action(async () => {
       const { rpc, runtime } = await connect(cliPaths())
+      const { config } = await rpc.call('get_config')
+      const grace = (config as { node: { shutdown_grace: number } }).node.shutdown_grace * 1000
       await rpc.call('node_shutdown')
-      const deadline = Date.now() + STOP_TIMEOUT_MS
+      const timeoutMs = grace + STOP_MARGIN_MS
+      const deadline = Date.now() + timeoutMs
       while (isAlive(runtime.pid)) {
         if (Date.now() > deadline) {
-          throw new CliError(
-            `gate daemon (pid ${runtime.pid}) did not stop within ${STOP_TIMEOUT_MS / 1000} s`,
-          )
+          throw new CliError(`gate daemon (pid ${runtime.pid}) did not stop within ${timeoutMs / 1000} s`)
         }
         await sleep(50)
       }
@@ -119,8 +120,9 @@ async function runInForeground(configPath: string | undefined): Promise<void> {
     process.disconnect?.()
   }
   await done.promise
-  process.off('SIGINT', onSignal)
-  process.off('SIGTERM', onSignal)
+  // Everything is stopped and the logs are flushed. libp2p leaves a debounced address update
+  // (a 1 s timer) behind after its stop: the process would linger that long for nothing.
+  process.exit(0)
 }
 
 /** Starts `gate daemon` detached and waits until it is ready or has failed. */

@@ -20,8 +20,11 @@ export interface GateHome extends AsyncDisposable {
   env: NodeJS.ProcessEnv
   /** Runs `gate …args` as a user would and waits for it to exit. */
   run(args: string[], options?: { env?: NodeJS.ProcessEnv; input?: string }): Promise<GateResult>
-  /** Starts `gate …args` and returns the running process (stdout and stderr piped). */
-  spawn(args: string[], options?: { env?: NodeJS.ProcessEnv }): ChildProcess
+  /**
+   * Starts `gate …args` and returns the running process (stdout and stderr piped); `fdLimit`
+   * starts it with that limit on open descriptors (`ulimit -n`).
+   */
+  spawn(args: string[], options?: { env?: NodeJS.ProcessEnv; fdLimit?: number }): ChildProcess
 }
 
 /**
@@ -39,8 +42,15 @@ export async function gateHome(config: Record<string, unknown> = {}): Promise<Ga
   }
   await writeFile(join(home, 'config.json'), JSON.stringify({ ...config, network }, null, 2))
   const env = { ...process.env, GATE_HOME: home, GATE_PASSPHRASE: 'cli-test-passphrase', NO_COLOR: '1' }
-  const spawnGate = (args: string[], options: { env?: NodeJS.ProcessEnv } = {}) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...env, ...options.env }, stdio: 'pipe' })
+  const spawnGate = (args: string[], options: { env?: NodeJS.ProcessEnv; fdLimit?: number } = {}) => {
+    const command = [process.execPath, BIN, ...args]
+    const child =
+      options.fdLimit === undefined
+        ? spawn(command[0] as string, command.slice(1), { env: { ...env, ...options.env }, stdio: 'pipe' })
+        : spawn('sh', ['-c', `ulimit -n ${options.fdLimit} && exec "$@"`, 'sh', ...command], {
+            env: { ...env, ...options.env },
+            stdio: 'pipe',
+          })
     const output = { text: '' }
     outputs.set(child, output)
     child.stdout?.on('data', (d) => {

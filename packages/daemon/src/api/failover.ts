@@ -2,7 +2,7 @@
  * The failover loop: tries each upstream in turn, moving on only while nothing has reached the
  * client, and relays the first answer through the one response relay.
  */
-import { type GateError, TimeoutError, UpstreamError } from '@gate/core'
+import { type GateError, isOutOfDescriptors, TimeoutError, UnavailableError, UpstreamError } from '@gate/core'
 import { RelayError, relay, upstreamFailure } from './respond.ts'
 import type { ApiResponse, Relayed, Upstream, UpstreamRequest } from './types.ts'
 
@@ -30,12 +30,7 @@ export type FailoverResult =
  * the relay has begun, its outcome is the request's.
  */
 export async function failover(upstreams: readonly Upstream[], init: FailoverInit): Promise<FailoverResult> {
-  let last: FailoverResult = {
-    ok: false,
-    upstream: null,
-    error: new UpstreamError('no provider could take the request'),
-    sent: false,
-  }
+  let last: FailoverResult | undefined
   for (const [i, upstream] of upstreams.entries()) {
     if (init.signal.aborted) break
     // Its breaker refused: another request holds the half-open probe.
@@ -44,7 +39,14 @@ export async function failover(upstreams: readonly Upstream[], init: FailoverIni
     if (result.ok || result.sent || init.signal.aborted) return result
     last = result
   }
-  return last
+  return (
+    last ?? {
+      ok: false,
+      upstream: null,
+      error: new UpstreamError('no provider could take the request'),
+      sent: false,
+    }
+  )
 }
 
 async function attempt(upstream: Upstream, isLast: boolean, init: FailoverInit): Promise<FailoverResult> {
@@ -75,8 +77,16 @@ async function attempt(upstream: Upstream, isLast: boolean, init: FailoverInit):
     upstream.release(relayed.status < 500 ? 'ok' : 'failed')
     return { ok: true, upstream, ...relayed }
   } catch (err) {
-    upstream.release(init.signal.aborted ? 'cancelled' : 'failed')
+    // Neither a client leaving nor this node out of descriptors is the upstream's failure.
+    const ours = isOutOfDescriptors(err)
+    upstream.release(init.signal.aborted || ours ? 'cancelled' : 'failed')
     if (err instanceof RelayError) return { ok: false, upstream, error: err.error, sent: err.sent }
+    if (ours) {
+      const error = new UnavailableError('this node is out of file descriptors: retry shortly', {
+        cause: err,
+      })
+      return { ok: false, upstream, error, sent: false }
+    }
     return { ok: false, upstream, error: upstreamFailure(upstream.label, err, signal), sent: false }
   } finally {
     clearTimeout(timer)

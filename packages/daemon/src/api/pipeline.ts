@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { type Config, InvalidRequestError, NotFoundError, parseNodeId, UnavailableError } from '@gate/core'
 import type { PeerView } from '@gate/p2p'
 import type { Logger } from 'pino'
+import { MAX_MODEL_CHARS } from '../constants.ts'
 import type { EventBus } from '../events.ts'
 import type { Metrics } from '../metrics.ts'
 import type { ProviderRegistry } from '../providers/registry.ts'
@@ -166,7 +167,7 @@ export class Pipeline implements FrontDoor {
     if (req.method === 'GET' && (sub === '/models' || sub.startsWith('/models/'))) {
       await this.#c.providers.settle()
       if (sub === '/models') return json(res, headers, this.#modelList())
-      const model = decodePathPart(sub.slice('/models/'.length))
+      const model = checkModel(decodePathPart(sub.slice('/models/'.length)))
       ex.model = model
       const entry = this.#modelList().data.find((m) => m.id === model)
       if (!entry) throw new NotFoundError(`model "${model}" not found`, { param: 'model' })
@@ -336,5 +337,18 @@ function parseBody(body: Uint8Array): { model: string; stream: boolean } {
   if (typeof model !== 'string' || model === '') {
     throw new InvalidRequestError('you must provide a model parameter', { param: 'model' })
   }
-  return { model, stream: stream === true }
+  if (stream !== undefined && stream !== null && typeof stream !== 'boolean') {
+    throw new InvalidRequestError(`stream: expected true or false, got ${typeof stream}`, { param: 'stream' })
+  }
+  return { model: checkModel(model), stream: stream === true }
+}
+
+/** A model name of a sane length: it is recorded, logged and compared against every provider's list. */
+function checkModel(model: string): string {
+  if (model.length > MAX_MODEL_CHARS) {
+    throw new InvalidRequestError(`model: at most ${MAX_MODEL_CHARS} characters, got ${model.length}`, {
+      param: 'model',
+    })
+  }
+  return model
 }

@@ -1,4 +1,5 @@
 /** The last step of a request's way: its record, in the request log, the metrics and `/events`. */
+import { MAX_RECORDED_ERROR_CHARS } from '../constants.ts'
 import type { EventBus } from '../events.ts'
 import type { Metrics } from '../metrics.ts'
 import type { RequestLog, RequestRecord } from '../request-log.ts'
@@ -54,10 +55,17 @@ export class Recorder {
       stream: ex.stream,
       consumer: ex.consumer,
       usage: ex.usage,
-      error: ex.error,
+      error: ex.error === null ? null : bounded(ex.error),
     }
     this.#c.metrics.duration.observe(ex.route, latency / 1000)
     this.#c.requestLog.add(record)
     this.#c.events.emit('request', record)
   }
+}
+
+/** An error message as recorded: cut to MAX_RECORDED_ERROR_CHARS, whatever an upstream said. */
+function bounded(message: string): string {
+  return message.length > MAX_RECORDED_ERROR_CHARS
+    ? `${message.slice(0, MAX_RECORDED_ERROR_CHARS)}…`
+    : message
 }

@@ -11,6 +11,7 @@ import type { Logger } from 'pino'
 import { bearerToken, checkLocalRequest } from '../api/admission.ts'
 import { statusOf, toGateError } from '../api/errors.ts'
 import { EVENTS_QUEUE_MAX } from '../constants.ts'
+import { CONTROL_MAX_CONNECTIONS } from '../descriptors.ts'
 import type { EventBus, GateEvent } from '../events.ts'
 import type { Metrics } from '../metrics.ts'
 
@@ -146,6 +147,7 @@ export class ControlServer {
     app.onError((err, ctx) => fail(ctx, err))
 
     this.#server = createAdaptorServer({ fetch: app.fetch }) as Server
+    this.#server.maxConnections = CONTROL_MAX_CONNECTIONS
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks'
-import { Breaker, describeError, type ProviderConfig } from '@gate/core'
+import { Breaker, describeError, isOutOfDescriptors, type ProviderConfig } from '@gate/core'
 import type { MethodResults, ProviderStatus } from '@gate/rpc'
 import { Pool } from 'undici'
 import { HEALTH_CHECK_TIMEOUT_MS } from '../constants.ts'
@@ -80,7 +80,8 @@ export class Provider {
       this.healthy = true
       this.lastError = null
     } catch (err) {
-      if (this.#abort.signal.aborted) return
+      // Stopped, or this node is out of descriptors: says nothing of the engine's health.
+      if (this.#abort.signal.aborted || isOutOfDescriptors(err)) return
       this.healthy = false
       this.lastError = describeError(err)
     } finally {

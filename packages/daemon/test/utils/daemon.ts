@@ -26,6 +26,7 @@ export async function startTestDaemon(
   await mkdir(home, { recursive: true })
   const full = {
     ...config,
+    node: { shutdown_grace: (init.shutdownGraceMs ?? 2000) / 1000, ...config.node },
     network: { http_port: 0, control_port: 0, p2p_port: 0, p2p_host: '127.0.0.1', ...config.network },
   }
   await writeFile(join(home, 'config.json'), JSON.stringify(full, null, 2))
@@ -35,7 +36,6 @@ export async function startTestDaemon(
     keyring: null,
     // `passphrase: undefined`: none, as on a machine without GATE_PASSPHRASE.
     ...(passphrase === undefined ? {} : { passphrase }),
-    shutdownGraceMs: init.shutdownGraceMs ?? 2000,
   })
   await daemon.start()
   const { http, control } = daemon.runtime
