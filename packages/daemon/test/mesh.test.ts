@@ -474,6 +474,8 @@ describe('peers over the control port', () => {
       /address belongs to/,
     )
 
+    // B tells only nodes it trusts what it serves.
+    await rpc(b).call('update_config', { config: { network: { trusted_peers: [a.daemon.nodeId] } } })
     const events: Array<{ type: string; data: unknown }> = []
     const unsubscribe = a.daemon.events.subscribe((event) => events.push(event))
     const { peer } = await rpc(a).call('add_peer', {

@@ -59,7 +59,10 @@ export async function sendRequest(
   signal?.addEventListener('abort', onAbort, { once: true })
   const done = () => signal?.removeEventListener('abort', onAbort)
   try {
-    await frames.writeAll(wholeMessage(request.head, request.body))
+    // The answer is read while the request is still being sent: a peer may answer early (a
+    // refusal) and stop reading, and its answer counts, not the write it then cuts short.
+    const writing = frames.writeAll(wholeMessage(request.head, request.body))
+    writing.catch(() => {})
     const first = await frames.read(signal)
     if (first.type === 'error') throw new PeerStreamError(errorMessage(first))
     if (first.type !== 'head') throw new ProtocolError(`expected a response head, got a ${first.type} frame`)
@@ -147,7 +150,12 @@ export function httpStreamHandler(
     const gone = new AbortController()
     let request: { head: RequestHead; body: Uint8Array }
     const readTimeoutMs = options.requestTimeoutMs ?? REQUEST_READ_TIMEOUT_MS
-    const deadline = AbortSignal.timeout(readTimeoutMs)
+    const late = new AbortController()
+    const timer = setTimeout(
+      () => late.abort(new ProtocolError(`the request did not arrive within ${readTimeoutMs} ms`)),
+      readTimeoutMs,
+    ).unref()
+    const deadline = late.signal
     try {
       const refusal = options.refuse?.(connection)
       if (refusal) {
@@ -175,6 +183,8 @@ export function httpStreamHandler(
       options.onProtocolError?.(err as Error, connection)
       fail(stream, err)
       return
+    } finally {
+      clearTimeout(timer)
     }
     let responded = false
     // The requester keeps its side open until the response ends: anything else that arrives

@@ -221,7 +221,7 @@ for (const transport of TRANSPORTS) {
       assert.equal(seen.length, 1)
     })
 
-    it('answers a refused requester once its head is in, and drops its body', async () => {
+    it('answers a refused requester at once, drops what it sends up to a bound, and is read whole', async () => {
       await using pair = await startPair()
       const { a, b } = pair
       const seen: IncomingRequest[] = []
@@ -253,8 +253,8 @@ for (const transport of TRANSPORTS) {
       assert.equal(data.type === 'data' && decoder.decode(data.bytes), decoder.decode(answer))
       assert.equal((await frames.read(timeout())).type, 'end')
       frames.stream.abort(new Error('done'))
-      // A body several flow-control windows long is still read (and dropped), so its sender is
-      // not left waiting for credit.
+      // A body several flow-control windows long: the node stops reading it past a bound and
+      // resets the stream, and the requester still reads the refusal that came first.
       const response = await sendRequest(
         connection,
         { head: HEAD, body: new Uint8Array(4 * RECEIVE_WINDOW) },
