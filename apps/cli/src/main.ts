@@ -5,8 +5,10 @@ import { Command, CommanderError } from 'commander'
 import { registerConfigCommands } from './commands/config.ts'
 import { registerDaemonCommands } from './commands/daemon.ts'
 import { registerIdentityCommands } from './commands/identity.ts'
+import { registerKeysCommands } from './commands/keys.ts'
 import { registerLogsCommand } from './commands/logs.ts'
 import { registerPeersCommands } from './commands/peers.ts'
+import { registerRelayCommand } from './commands/relay.ts'
 import { registerSetupCommand } from './commands/setup.ts'
 import { CliError } from './context.ts'
 
@@ -23,6 +25,8 @@ export async function main(argv: string[]): Promise<number> {
   registerSetupCommand(program)
   registerLogsCommand(program)
   registerIdentityCommands(program)
+  registerKeysCommands(program)
+  registerRelayCommand(program)
   try {
     await program.parseAsync(argv)
     // A command that printed its own failure (e.g. `config validate --json`) sets the code itself.

@@ -14,6 +14,8 @@ export const DEFAULT_CONTROL_PORT = 8145
 export const DEFAULT_P2P_PORT = 41145
 /** @default 30 seconds */
 export const DEFAULT_HEALTH_CHECK_INTERVAL = 30
+/** Days before expiry an ACME certificate is renewed. @default 30 */
+export const DEFAULT_RENEW_BEFORE_DAYS = 30
 /** libp2p connections kept; beyond it the ones valued least are pruned. @default 256 */
 export const DEFAULT_MAX_CONNECTIONS = 256
 /** @default 16 MiB */
@@ -113,7 +115,24 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
   relay: z
-    .strictObject({ addresses: z.array(nonEmpty).default([]), domain: nonEmpty.optional() })
+    .strictObject({
+      /** Relays to register with: multiaddrs ending in `/p2p/<relay PeerId>`. */
+      addresses: z.array(nonEmpty).default([]),
+      /** The relay domain this node expects its name under; the relay's is taken when absent. */
+      domain: nonEmpty.optional(),
+      /** A CA to get a certificate from by DNS-01; a self-signed one in `certs/` without. */
+      acme: z
+        .strictObject({
+          directory_url: url,
+          email: nonEmpty.optional(),
+          /** PEM file of a CA trusted for the ACME API only (a test CA such as pebble's). */
+          ca_file: nonEmpty.optional(),
+          renew_before_days: positiveNumber.default(DEFAULT_RENEW_BEFORE_DAYS),
+        })
+        .optional(),
+      /** Relayed requests need one of the API keys (`security.api_keys` or `gate keys`). */
+      api_keys_required: z.boolean().default(true),
+    })
     .prefault({}),
   web: z.strictObject({ enabled: z.boolean().default(true) }).prefault({}),
 })
@@ -125,7 +144,12 @@ export type SecurityConfig = Config['security']
 
 /** Validates a parsed config object, filling defaults; throws ConfigError naming every bad field. */
 export function parseConfig(value: unknown): Config {
-  const result = ConfigSchema.safeParse(value, { reportInput: true })
+  return parseWith(ConfigSchema, value)
+}
+
+/** Validates `value` against a config schema (the daemon's, the relay's) with messages that name each bad field. */
+export function parseWith<S extends z.ZodType>(schema: S, value: unknown): z.output<S> {
+  const result = schema.safeParse(value, { reportInput: true })
   if (result.success) return result.data
   throw new ConfigError(result.error.issues.map(formatIssue))
 }
@@ -261,6 +285,9 @@ export function restartRequiredChanges(before: Config, after: Config): string[] 
     'max_connections',
   ] as const) {
     if (before.network[key] !== after.network[key]) changed.push(`network.${key}`)
+  }
+  for (const key of ['addresses', 'domain', 'acme'] as const) {
+    if (JSON.stringify(before.relay[key]) !== JSON.stringify(after.relay[key])) changed.push(`relay.${key}`)
   }
   return changed
 }

@@ -24,6 +24,7 @@ export {
   parseConfig,
   parseConfigFile,
   parseConfigText,
+  parseWith,
   redactConfig,
   restartRequiredChanges,
   SECRET_FIELDS,
@@ -60,6 +61,8 @@ export {
   readNodeIdFromKeyFile,
   saveIdentity,
 } from './key-store.ts'
+export type { LoggerInit } from './log.ts'
+export { createLogger, formatLogLine, LOG_FILE_BYTES, LOG_FILES_KEPT, rotatingFile } from './log.ts'
 export { LOG_THROTTLE_MS, LogThrottle } from './log-throttle.ts'
 export type { Logger } from './logger.ts'
 export { nodeIdToPeerId, parseNodeId, peerIdToNodeId } from './node-id.ts'

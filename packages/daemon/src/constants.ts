@@ -23,10 +23,6 @@ export const RETRY_AFTER_SECONDS = 1
  * Past this many the subscriber is disconnected rather than let memory grow. @default 1000
  */
 export const EVENTS_QUEUE_MAX = 1000
-/** Size at which `daemon.log` and `requests.jsonl` are rotated. @default 10 MiB */
-export const LOG_FILE_BYTES = 10 * 1024 * 1024
-/** Rotated files kept of each log (`daemon.log.1` … `.5`). @default 5 */
-export const LOG_FILES_KEPT = 5
 /** Longest model name taken: longer is a 400, so no record, log line or comparison holds more. @default 256 */
 export const MAX_MODEL_CHARS = 256
 /** Longest error message a request record keeps. @default 1000 */

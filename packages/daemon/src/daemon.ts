@@ -1,7 +1,9 @@
-import { rm } from 'node:fs/promises'
+import { readFile, rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import {
   type Config,
   ConfigError,
+  createLogger,
   createOsKeyring,
   ensureDir,
   type GatePaths,
@@ -28,9 +30,10 @@ import { loadOrCreateControlToken } from './control-token.ts'
 import { apiConnectionCap } from './descriptors.ts'
 import { EventBus } from './events.ts'
 import { Invites } from './invites.ts'
-import { createLogger } from './logger.ts'
+import { ApiKeys } from './keys.ts'
 import { Metrics } from './metrics.ts'
 import { detectEngines, ProviderRegistry } from './providers/registry.ts'
+import { PublicEndpoint } from './public/endpoint.ts'
 import { RequestLog } from './request-log.ts'
 import type { RuntimeInfo } from './runtime-info.ts'
 import { VERSION } from './version.ts'
@@ -66,6 +69,8 @@ interface Running {
   pipeline: Pipeline
   api: ApiServer
   control: ControlServer
+  keys: ApiKeys
+  endpoint: PublicEndpoint
   runtime: RuntimeInfo
 }
 
@@ -156,6 +161,9 @@ export class Daemon {
       const requestLog = new RequestLog(paths.requestLog, identity.nodeId)
       started.defer(() => requestLog.close())
       const admission = new Admission()
+      const keys = new ApiKeys(join(paths.home, 'keys.json'))
+      await keys.load()
+      started.defer(() => keys.flush())
       const { network } = initial
       const mesh = await listening('network.p2p_port', network.p2p_host, network.p2p_port, () =>
         Mesh.start({
@@ -187,6 +195,7 @@ export class Daemon {
         nodeId: identity.nodeId,
         config: () => config.config,
         admission,
+        keys,
         providers,
         peers: mesh.peers,
         mesh,
@@ -196,6 +205,17 @@ export class Daemon {
         logger,
       })
       await mesh.serve((request, response, node) => servePeer(pipeline, request, response, node))
+      const endpoint = new PublicEndpoint({
+        node: mesh.node,
+        identity,
+        relay: initial.relay,
+        certsDir: paths.certs,
+        acmeCa: initial.relay.acme?.ca_file ? await readFile(initial.relay.acme.ca_file, 'utf8') : undefined,
+        door: pipeline,
+        logger,
+      })
+      await endpoint.start()
+      started.defer(() => endpoint.stop())
       const api = new ApiServer({ door: pipeline, maxConnections: apiConnectionCap(), logger })
       started.defer(() => api.close())
       const httpAddress = await listening('network.http_port', LOCAL_HOST, network.http_port, () =>
@@ -222,6 +242,8 @@ export class Daemon {
           requestLog,
           admission,
           mesh,
+          keys,
+          endpoint,
           invites: this.#invites,
           events,
           saveIdentity: async (next) => {
@@ -264,6 +286,8 @@ export class Daemon {
         pipeline,
         api,
         control,
+        keys,
+        endpoint,
         runtime,
       }
       logger.info(
@@ -322,10 +346,12 @@ export class Daemon {
     await running.mesh.refuseRequests()
     await running.pipeline.drain(running.config.config.node.shutdown_grace * 1000)
     running.api.close()
+    await running.endpoint.stop()
     await running.mesh.stop()
     await running.control.close()
     await running.providers.stop()
     await running.requestLog.close()
+    await running.keys.flush()
     await rm(this.paths.runtime, { force: true })
     running.logger.info('gate daemon stopped')
     await running.closeLogger()

@@ -16,7 +16,6 @@ import { Daemon, type DaemonInit } from './daemon.ts'
 
 export type { Daemon, DaemonInit } from './daemon.ts'
 export { followLog, readLogTail } from './log-file.ts'
-export { formatLogLine } from './logger.ts'
 export { normalizeProviderUrl } from './providers/provider.ts'
 export type { FoundEngine } from './providers/registry.ts'
 export { findEngines } from './providers/registry.ts'

@@ -1,27 +1,6 @@
 import { type FileHandle, open, stat } from 'node:fs/promises'
-import { basename, dirname } from 'node:path'
-import type { Writable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { LogLevel } from '@gate/core'
-import { createStream, type RotatingFileStream } from 'rotating-file-stream'
-import { LOG_FILE_BYTES, LOG_FILES_KEPT } from './constants.ts'
-
-/**
- * A log file (`daemon.log`, `requests.jsonl`) that never outgrows LOG_FILE_BYTES: past it, the file
- * is renamed `<name>.1` (the older ones shifted to `.2` … up to LOG_FILES_KEPT) and a new one
- * begun, owner-only. rotating-file-stream does the renaming, as logrotate would.
- */
-export function rotatingFile(path: string): RotatingFileStream {
-  const stream = createStream(basename(path), {
-    path: `${dirname(path)}/`,
-    size: `${LOG_FILE_BYTES}B`,
-    rotate: LOG_FILES_KEPT,
-    mode: 0o600,
-  })
-  // A log that cannot be written must not take the daemon down.
-  ;(stream as Writable).on('error', () => {})
-  return stream
-}
 
 /** How much of the end of the log file is read to find the last lines. @default 4 MiB */
 const TAIL_BYTES = 4 * 1024 * 1024

@@ -1,7 +1,7 @@
+import type { Writable } from 'node:stream'
+import { rotatingFile } from '@gate/core'
 import type { RequestRecord } from '@gate/rpc'
-import type { RotatingFileStream } from 'rotating-file-stream'
 import { REQUEST_HISTORY_SIZE, REQUEST_LOG_FLUSH_MS } from './constants.ts'
-import { rotatingFile } from './log-file.ts'
 
 export type { RequestRecord }
 
@@ -16,7 +16,7 @@ export interface UsageTotals {
  * `request_history`, and adds up usage per consumer.
  */
 export class RequestLog {
-  readonly #file: RotatingFileStream
+  readonly #file: Writable
   /**
    * Records not yet handed to the file: written together REQUEST_LOG_FLUSH_MS after the first. Each
    * file write is a round trip to libuv's thread pool (two thread wake-ups), too much per request.

@@ -27,6 +27,8 @@ export { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_EVENTS_CONNECT_TIMEOUT_MS, MAX_HISTORY
 export type { RpcErrorName, RpcErrorObject } from './errors.ts'
 export { RPC_ERROR_CODES, RpcError, RpcTimeoutError, RpcTransportError } from './errors.ts'
 export type {
+  ApiKeyInfo,
+  CertificateStatus,
   HandlerParams,
   MethodName,
   MethodParams,
@@ -36,6 +38,8 @@ export type {
   NodeStatus,
   PeerInfo,
   ProviderStatus,
+  PublicStatus,
+  RelayStatus,
   RequestRecord,
 } from './methods.ts'
 export { METHODS } from './methods.ts'

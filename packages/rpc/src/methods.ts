@@ -68,6 +68,10 @@ export const METHODS = {
   create_invite: z.strictObject({ ttl_s: intRange(10, 86_400).default(600) }),
   join_invite: z.strictObject({ code: nonEmpty }),
 
+  create_api_key: z.strictObject({ name: nonEmpty }),
+  list_api_keys: none,
+  revoke_api_key: z.strictObject({ name: nonEmpty }),
+
   generate_keypair: z.strictObject({ save: flag.optional() }),
   export_identity: none,
   import_identity: z.strictObject({ identity: nonEmpty }),
@@ -125,6 +129,49 @@ export interface NodeStatus {
   providers: { total: number; healthy: number }
   active_requests: number
   restart_required: string[]
+  /** The node's public HTTPS endpoint through its relays; null without `relay.addresses`. */
+  public: PublicStatus | null
+}
+
+/** One relay a node registers with. */
+export interface RelayStatus {
+  address: string
+  state: 'connecting' | 'registered' | 'active' | 'failed'
+  /** The node's name at this relay, once registered. */
+  domain: string | null
+  error: string | null
+}
+
+/** The certificate a node serves relayed TLS with. */
+export interface CertificateStatus {
+  /** Who issued it: an ACME CA's name, or the node itself. */
+  issuer: string
+  self_signed: boolean
+  names: string[]
+  expires_at: string
+  /** When it is renewed (ACME only). */
+  renews_at: string | null
+  /** `issuing`: the first ACME order is under way; `failed`: the last attempt failed, the current certificate stays. */
+  state: 'ok' | 'issuing' | 'failed'
+  error: string | null
+}
+
+/** A node's public face. */
+export interface PublicStatus {
+  /** `https://<node-id>.<domain>`, once a relay has given the node its name. */
+  url: string | null
+  relays: RelayStatus[]
+  certificate: CertificateStatus | null
+}
+
+/** An API key made by `gate keys create`, with what it was used for. */
+export interface ApiKeyInfo {
+  name: string
+  created_at: string
+  last_used_at: string | null
+  requests: number
+  prompt_tokens: number
+  completion_tokens: number
 }
 
 export interface MetricsSnapshot {
@@ -164,6 +211,10 @@ export interface MethodResults {
   create_invite: { code: string; node_id: string; addresses: string[]; expires_at: number }
   /** Redeems an invite: the inviter now trusts this node, and this node trusts the inviter. */
   join_invite: { peer: PeerInfo }
+  /** The key itself is in this answer alone: only its hash is kept. */
+  create_api_key: { name: string; key: string; created_at: string }
+  list_api_keys: { keys: ApiKeyInfo[] }
+  revoke_api_key: { revoked: true }
   /** `private_key` only when the key was not saved. */
   generate_keypair: { node_id: string; peer_id: string; private_key?: string; restart_required: string[] }
   export_identity: { identity: string }

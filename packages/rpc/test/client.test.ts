@@ -60,6 +60,7 @@ async function startControlPort(
       providers: { total: 0, healthy: 0 },
       active_requests: 0,
       restart_required: [],
+      public: null,
     }),
     get_logs: async (params) => ({ lines: [{ lines: params.lines, level: params.level ?? null }] }),
     get_config: async () => {

@@ -1,5 +1,5 @@
-import { LOG_LEVELS, type LogLevel } from '@gate/core'
-import { followLog, formatLogLine, readLogTail } from '@gate/daemon'
+import { formatLogLine, LOG_LEVELS, type LogLevel } from '@gate/core'
+import { followLog, readLogTail } from '@gate/daemon'
 import { type Command, InvalidArgumentError, Option } from 'commander'
 import { cliPaths } from '../context.ts'
 

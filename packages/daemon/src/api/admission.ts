@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import {
+  type Config,
   ForbiddenError,
   PayloadTooLargeError,
   RateLimitedError,
@@ -57,6 +58,9 @@ export function bearerToken(authorization: string | undefined): string | undefin
 export function checkSource(req: ApiRequest, source: RequestSource): Record<string, string> {
   const origin = req.headers.origin
   if (source.kind === 'local') checkLocalRequest(req.headers.host, origin)
+  if (source.kind === 'relay' && hostname(req.headers.host ?? '') !== source.name.toLowerCase()) {
+    throw new ForbiddenError(`Host "${req.headers.host ?? ''}" is not this node's public name`)
+  }
   if (origin === undefined || (source.kind === 'local' && !isLoopbackOrigin(origin))) return {}
   if (source.kind === 'peer') return {}
   return {
@@ -75,22 +79,41 @@ export function preflightHeaders(req: ApiRequest): Record<string, string> {
   }
 }
 
+/** The API keys made by `gate keys`: the name of the one a key is, if any. */
+export interface KeyRing {
+  use(key: string): string | undefined
+}
+
 /**
- * Who the request is from, for usage and the request log: `local`, `peer:<node ID>`, or for a
- * relayed request the API key it must carry (`key:<fingerprint>`, never the key itself).
+ * Who the request is from, for usage, rate limits and the request log: `local`, `peer:<node ID>`,
+ * or for a relayed request the API key it must carry: `key:<name>` for a key made by `gate keys`,
+ * `key:<fingerprint>` for one in `security.api_keys` (never the key itself), or `relay` where
+ * keys are not required.
  */
-export function consumerOf(req: ApiRequest, source: RequestSource, security: SecurityConfig): string {
+export function consumerOf(req: ApiRequest, source: RequestSource, config: Config, keys: KeyRing): string {
   if (source.kind === 'local') return 'local'
   if (source.kind === 'peer') return `peer:${source.node}`
   const key = bearerToken(req.headers.authorization)
-  if (key === undefined) throw new UnauthorizedError('an API key is required: Authorization: Bearer <key>')
-  if (!security.api_keys.includes(key)) throw new UnauthorizedError('invalid API key')
-  return `key:${createHash('sha256').update(key).digest('hex').slice(0, 12)}`
+  if (key === undefined) {
+    // Keyless relayed clients count as one: per address, the consumers would grow without bound.
+    if (!config.relay.api_keys_required) return 'relay'
+    throw new UnauthorizedError('an API key is required: Authorization: Bearer <key>')
+  }
+  const name = keys.use(key)
+  if (name !== undefined) return `key:${name}`
+  if (config.security.api_keys.includes(key))
+    return `key:${createHash('sha256').update(key).digest('hex').slice(0, 12)}`
+  throw new UnauthorizedError('invalid API key')
 }
 
-/** Token buckets for the rate limits of peers. */
+/** The address of an `<address>:<port>` the relay names a client by. */
+function addressOf(client: string): string {
+  return client.slice(0, Math.max(0, client.lastIndexOf(':'))) || client
+}
+
+/** The rate limits and the places of requests in flight. */
 export class Admission {
-  readonly #peers = new RateLimiter()
+  readonly #buckets = new RateLimiter()
   #active = 0
 
   /** Requests holding a place. */
@@ -98,12 +121,19 @@ export class Admission {
     return this.#active
   }
 
-  /** Refuses a peer over its rate limit (429 with Retry-After). */
-  limitRate(source: RequestSource, security: SecurityConfig): void {
-    if (source.kind !== 'peer') return
+  /**
+   * Refuses a peer, a relayed client or an API key over `security.rate_limit` (429 with
+   * Retry-After): a relayed request is held to its client address's limit and its key's.
+   */
+  limitRate(source: RequestSource, consumer: string, security: SecurityConfig): void {
+    if (source.kind === 'local') return
+    const who =
+      source.kind === 'peer' ? [`node ${source.node}`] : [`client ${addressOf(source.client)}`, consumer]
     const { per_peer_rps, burst } = security.rate_limit
-    const wait = this.#peers.take(source.node, per_peer_rps, burst)
-    if (wait > 0) throw new RateLimitedError(`node ${source.node} is over its rate limit`, Math.ceil(wait))
+    for (const key of who) {
+      const wait = this.#buckets.take(key, per_peer_rps, burst)
+      if (wait > 0) throw new RateLimitedError(`${key} is over its rate limit`, Math.ceil(wait))
+    }
   }
 
   /**

@@ -13,7 +13,14 @@ import type { EventBus } from '../events.ts'
 import type { Metrics } from '../metrics.ts'
 import type { ProviderRegistry } from '../providers/registry.ts'
 import type { RequestLog } from '../request-log.ts'
-import { type Admission, checkSource, consumerOf, preflightHeaders, readBody } from './admission.ts'
+import {
+  type Admission,
+  checkSource,
+  consumerOf,
+  type KeyRing,
+  preflightHeaders,
+  readBody,
+} from './admission.ts'
 import { sendError, toGateError } from './errors.ts'
 import { failover } from './failover.ts'
 import { type Exchange, Recorder } from './record.ts'
@@ -35,6 +42,8 @@ export interface PipelineComponents {
   nodeId: string
   config: () => Config
   admission: Admission
+  /** The API keys made by `gate keys`. */
+  keys: KeyRing
   providers: ProviderRegistry
   peers: Peers
   /** Sends requests to peers. */
@@ -161,8 +170,9 @@ export class Pipeline implements FrontDoor {
     }
     if (path === '/health') return json(res, headers, { status: 'ok', node_id: this.#c.nodeId })
     if (!path.startsWith('/v1/')) throw new NotFoundError(`no route ${req.method} ${path}`)
-    const { security } = this.#c.config()
-    ex.consumer = consumerOf(req, source, security)
+    const config = this.#c.config()
+    const { security } = config
+    ex.consumer = consumerOf(req, source, config, this.#c.keys)
     const sub = path.slice(3)
     if (req.method === 'GET' && (sub === '/models' || sub.startsWith('/models/'))) {
       await this.#c.providers.settle()
@@ -175,7 +185,7 @@ export class Pipeline implements FrontDoor {
     }
     if (req.method !== 'POST' || !FORWARDED.has(sub))
       throw new NotFoundError(`no route ${req.method} ${path}`)
-    this.#c.admission.limitRate(source, security)
+    this.#c.admission.limitRate(source, ex.consumer, security)
     const body = await readBody(req, security.max_body_bytes, security.body_timeout * 1000)
     const leave = this.#c.admission.enter(security)
     try {

@@ -14,7 +14,8 @@ export type HeaderMap = Record<string, string | string[]>
  */
 export type RequestSource =
   | { kind: 'local' }
-  | { kind: 'relay'; client: string }
+  /** `name`: the server name the client's TLS asked for, which its Host must be. */
+  | { kind: 'relay'; client: string; name: string }
   | { kind: 'peer'; node: string }
 
 /** What the pipeline reads of a request: node:http's IncomingMessage, or a peer's. */

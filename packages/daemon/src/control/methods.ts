@@ -20,9 +20,11 @@ import type { Admission } from '../api/admission.ts'
 import { addTrusted, type ConfigManager } from '../config-manager.ts'
 import type { EventBus } from '../events.ts'
 import { decodeInvite, type Invites } from '../invites.ts'
+import type { ApiKeys } from '../keys.ts'
 import { readLogTail } from '../log-file.ts'
 import { probe, probeEngine } from '../providers/provider.ts'
 import type { ProviderRegistry } from '../providers/registry.ts'
+import type { PublicEndpoint } from '../public/endpoint.ts'
 import type { RequestLog } from '../request-log.ts'
 import type { RuntimeInfo } from '../runtime-info.ts'
 import { VERSION } from '../version.ts'
@@ -37,6 +39,8 @@ export interface MethodComponents {
   requestLog: RequestLog
   admission: Admission
   mesh: Mesh
+  keys: ApiKeys
+  endpoint: PublicEndpoint
   invites: Invites
   events: EventBus
   /** Saves a new identity key, taken up at the next start. */
@@ -69,6 +73,7 @@ export function createRpcHandlers(c: MethodComponents): RpcHandlers {
           ...config.restartRequired,
           ...(saved !== undefined && saved !== identity.nodeId ? ['identity'] : []),
         ],
+        public: config.config.relay.addresses.length > 0 ? c.endpoint.status() : null,
       }
     },
     node_shutdown: async () => {
@@ -193,6 +198,27 @@ export function createRpcHandlers(c: MethodComponents): RpcHandlers {
       await mesh.peers.pair(invite.node_id, invite.addresses, invite.secret)
       await addTrusted(config, invite.node_id)
       return { peer: await mesh.peers.add(invite.node_id) }
+    },
+    create_api_key: async ({ name }) => {
+      const { key, entry } = await c.keys.create(name)
+      return { name: entry.name, key, created_at: entry.created_at }
+    },
+    list_api_keys: async () => ({
+      keys: c.keys.list().map((k) => {
+        const usage = requestLog.usage.get(`key:${k.name}`)
+        return {
+          name: k.name,
+          created_at: k.created_at,
+          last_used_at: k.last_used_at,
+          requests: usage?.requests ?? 0,
+          prompt_tokens: usage?.prompt_tokens ?? 0,
+          completion_tokens: usage?.completion_tokens ?? 0,
+        }
+      }),
+    }),
+    revoke_api_key: async ({ name }) => {
+      await c.keys.revoke(name)
+      return { revoked: true as const }
     },
     generate_keypair: async ({ save }) => {
       const generated = generateIdentity()

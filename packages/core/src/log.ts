@@ -1,8 +1,35 @@
+/**
+ * Gate's logs: pino JSON lines to a file that rotates by size, and optionally the same lines,
+ * readable, on a terminal. The daemon and the relay both log this way.
+ */
+import { basename, dirname } from 'node:path'
 import { Writable } from 'node:stream'
-import { type LogLevel, SECRET_FIELDS } from '@gate/core'
 import { type DestinationStream, type Logger, multistream, pino } from 'pino'
 import pretty, { prettyFactory } from 'pino-pretty'
-import { rotatingFile } from './log-file.ts'
+import { createStream, type RotatingFileStream } from 'rotating-file-stream'
+import { type LogLevel, SECRET_FIELDS } from './config.ts'
+
+/** Size at which a log file (`daemon.log`, `requests.jsonl`, `relay.log`) is rotated. @default 10 MiB */
+export const LOG_FILE_BYTES = 10 * 1024 * 1024
+/** Rotated files kept of each log (`daemon.log.1` … `.5`). @default 5 */
+export const LOG_FILES_KEPT = 5
+
+/**
+ * A log file (`daemon.log`, `requests.jsonl`, `relay.log`) that never outgrows LOG_FILE_BYTES: past it, the file
+ * is renamed `<name>.1` (the older ones shifted to `.2` … up to LOG_FILES_KEPT) and a new one
+ * begun, owner-only. rotating-file-stream does the renaming, as logrotate would.
+ */
+export function rotatingFile(path: string): RotatingFileStream {
+  const stream = createStream(basename(path), {
+    path: `${dirname(path)}/`,
+    size: `${LOG_FILE_BYTES}B`,
+    rotate: LOG_FILES_KEPT,
+    mode: 0o600,
+  })
+  // A log that cannot be written must not take the process down.
+  ;(stream as Writable).on('error', () => {})
+  return stream
+}
 
 export interface LoggerInit {
   /** JSON lines go here (`logs/daemon.log`). */

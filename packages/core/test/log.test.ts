@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { createLogger } from '../src/logger.ts'
-import { waitFor } from './utils/wait.ts'
+import { waitFor } from '../../daemon/test/utils/wait.ts'
+import { createLogger, LOG_FILE_BYTES, LOG_FILES_KEPT, rotatingFile } from '../src/log.ts'
 
-describe('daemon logger', () => {
+describe('logs', () => {
   it('redacts secret fields at the top level, one level down and in headers', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'gate-logger-'))
     try {
@@ -45,6 +45,28 @@ describe('daemon logger', () => {
       // What is not a secret stays.
       assert.equal(line.provider.name, 'engine')
       assert.equal(line.headers.accept, 'application/json')
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('rotates a log file by size, keeping a bounded number of old ones, owner-only', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gate-rotate-'))
+    try {
+      const file = rotatingFile(join(dir, 'requests.jsonl'))
+      const line = `${'x'.repeat(1024 * 1024 - 1)}\n`
+      for (let i = 0; i < (LOG_FILES_KEPT + 3) * (LOG_FILE_BYTES / line.length); i++) file.write(line)
+      await new Promise<void>((resolve) => file.end(resolve))
+      const files = (await readdir(dir)).sort()
+      assert.deepEqual(files, [
+        'requests.jsonl',
+        ...Array.from({ length: LOG_FILES_KEPT }, (_, i) => `requests.jsonl.${i + 1}`),
+      ])
+      for (const name of files) {
+        const { size, mode } = await stat(join(dir, name))
+        assert.ok(size <= LOG_FILE_BYTES, `${name}: ${size} bytes`)
+        assert.equal(mode & 0o777, 0o600)
+      }
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
