@@ -48,7 +48,12 @@ describe('the relay', () => {
     const ca = await readFile(join(gate.home, 'certs', 'node.crt'), 'utf8')
     const dispatcher = relayDispatcher(ca)
     const baseURL = `${url}:${relay.tls.port}/v1`
-    const client = new OpenAI({ baseURL, apiKey: 'sk-relay', maxRetries: 0, fetchOptions: { dispatcher } as never })
+    const client = new OpenAI({
+      baseURL,
+      apiKey: 'sk-relay',
+      maxRetries: 0,
+      fetchOptions: { dispatcher } as never,
+    })
     const reply = await client.chat.completions.create(chat('through the relay'))
     assert.equal(reply.choices[0]?.message.content, replyText('through the relay'))
     const stream = await client.chat.completions.create({ ...chat('streamed'), stream: true })
@@ -56,7 +61,12 @@ describe('the relay', () => {
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? ''
     assert.equal(text, replyText('streamed'))
 
-    const noKey = new OpenAI({ baseURL, apiKey: 'wrong', maxRetries: 0, fetchOptions: { dispatcher } as never })
+    const noKey = new OpenAI({
+      baseURL,
+      apiKey: 'wrong',
+      maxRetries: 0,
+      fetchOptions: { dispatcher } as never,
+    })
     await assert.rejects(noKey.models.list(), (err: unknown) => {
       assert.ok(err instanceof OpenAI.AuthenticationError, String(err))
       assert.equal((err.error as { type?: string }).type, 'authentication_error')
@@ -98,9 +108,12 @@ describe('the relay', () => {
     assert.equal(preflight.status, 204)
     assert.equal(preflight.headers.get('access-control-allow-origin'), 'https://app.example')
     // Relayed requests are recorded with their key's fingerprint as consumer.
-    const history = await createRpcClient({ url: gate.controlUrl, token: gate.token }).call('request_history', {
-      limit: 10,
-    })
+    const history = await createRpcClient({ url: gate.controlUrl, token: gate.token }).call(
+      'request_history',
+      {
+        limit: 10,
+      },
+    )
     assert.ok(history.requests.some((r) => /^key:[0-9a-f]{12}$/.test(r.consumer) && r.status === 200))
     await dispatcher.close()
   })

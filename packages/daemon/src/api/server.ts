@@ -5,7 +5,7 @@ import type { Logger } from 'pino'
 import type { FrontDoor } from './types.ts'
 
 /** How long an idle keep-alive connection stays open. @default 65 s, longer than clients' pools keep theirs */
-const KEEP_ALIVE_TIMEOUT_MS = 65_000
+export const KEEP_ALIVE_TIMEOUT_MS = 65_000
 
 export interface ApiServerInit {
   door: FrontDoor

@@ -234,7 +234,7 @@ function covers(cert: X509Certificate, names: string[]): boolean {
 }
 
 /** A self-signed certificate for `names`, and its key (P-256). @peculiar/x509: Node's crypto cannot make certificates. */
-async function selfSigned(names: string[]): Promise<{ chain: string; key: string }> {
+export async function selfSigned(names: string[]): Promise<{ chain: string; key: string }> {
   const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' }
   const keys = (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as CryptoKeyPair
   const cert = await x509.X509CertificateGenerator.createSelfSigned(

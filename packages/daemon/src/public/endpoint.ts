@@ -3,6 +3,7 @@ import { TLSSocket } from 'node:tls'
 import type { Config, Identity, Logger } from '@gate/core'
 import { FrameStream, type GateLibp2p, readTunnelHead, TLS_PROTOCOL, tunnelDuplex } from '@gate/p2p'
 import type { PublicStatus } from '@gate/rpc'
+import { KEEP_ALIVE_TIMEOUT_MS } from '../api/server.ts'
 import type { FrontDoor } from '../api/types.ts'
 import { Certificates } from './certificates.ts'
 import { RelayLink } from './relay-link.ts'
@@ -72,7 +73,7 @@ export class PublicEndpoint {
           logger: init.logger,
         }),
     )
-    this.#http = createServer((req, res) => {
+    this.#http = createServer({ keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, (req, res) => {
       const socket = req.socket as TLSSocket & { servername?: string | false }
       const client = this.#clients.get(socket)
       if (client === undefined) return void res.destroy()
@@ -93,10 +94,17 @@ export class PublicEndpoint {
       },
       { maxInboundStreams: MAX_RELAYED_STREAMS },
     )
+    this.#init.node.addEventListener('peer:disconnect', this.#onDisconnect)
     for (const link of this.#links) link.start()
   }
 
+  readonly #onDisconnect = (event: CustomEvent<{ toString(): string }>): void => {
+    const peer = event.detail.toString()
+    for (const link of this.#links) if (link.peer === peer) link.disconnected()
+  }
+
   async stop(): Promise<void> {
+    this.#init.node.removeEventListener('peer:disconnect', this.#onDisconnect)
     for (const link of this.#links) link.stop()
     this.#certificates.stop()
     if (this.#links.length > 0) await this.#init.node.unhandle(TLS_PROTOCOL)

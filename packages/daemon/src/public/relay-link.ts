@@ -70,6 +70,13 @@ export class RelayLink {
     clearTimeout(this.#timer)
   }
 
+  /** The connection to the relay closed: the relay has dropped the node, so register again soon. */
+  disconnected(): void {
+    if (this.#state === 'connecting' || this.#state === 'failed') return
+    this.#state = 'connecting'
+    this.#next(RETRY_MIN_MS, () => this.#register())
+  }
+
   /** Has the relay publish an `_acme-challenge` value for the node's name; resolves once it is published. */
   async publishChallenge(value: string): Promise<void> {
     const answer = await this.#request({ type: 'dns_challenge', value })
