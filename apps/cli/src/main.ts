@@ -3,6 +3,7 @@ import { VERSION } from '@gate/daemon'
 import { RpcError, RpcTransportError } from '@gate/rpc'
 import { Command, CommanderError } from 'commander'
 import { registerConfigCommands } from './commands/config.ts'
+import { registerDashboardCommand } from './commands/dashboard.ts'
 import { registerDaemonCommands } from './commands/daemon.ts'
 import { registerIdentityCommands } from './commands/identity.ts'
 import { registerLogsCommand } from './commands/logs.ts'
@@ -23,6 +24,7 @@ export async function main(argv: string[]): Promise<number> {
   registerSetupCommand(program)
   registerLogsCommand(program)
   registerIdentityCommands(program)
+  registerDashboardCommand(program)
   try {
     await program.parseAsync(argv)
     // A command that printed its own failure (e.g. `config validate --json`) sets the code itself.

@@ -27,6 +27,7 @@ export { DEFAULT_CALL_TIMEOUT_MS, DEFAULT_EVENTS_CONNECT_TIMEOUT_MS, MAX_HISTORY
 export type { RpcErrorName, RpcErrorObject } from './errors.ts'
 export { RPC_ERROR_CODES, RpcError, RpcTimeoutError, RpcTransportError } from './errors.ts'
 export type {
+  DetectedEngine,
   HandlerParams,
   MethodName,
   MethodParams,
@@ -34,9 +35,13 @@ export type {
   MethodResults,
   MetricsSnapshot,
   NodeStatus,
+  Overview,
   PeerInfo,
+  PeerRow,
   ProviderStatus,
   RequestRecord,
+  TrafficMinute,
+  UsageTotals,
 } from './methods.ts'
 export { METHODS } from './methods.ts'
 export type {
