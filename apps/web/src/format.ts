@@ -29,6 +29,11 @@ export function count(value: number): string {
   return value < 10_000 ? String(value) : compact.format(value)
 }
 
+/** `1 model`, `3 models`. */
+export function plural(value: number, word: string): string {
+  return `${count(value)} ${word}${value === 1 ? '' : 's'}`
+}
+
 /** How long ago (or, in the future, how soon) an ISO time is, in the largest unit that fits. */
 export function ago(iso: string | null, now = Date.now()): string {
   if (iso === null) return 'never'

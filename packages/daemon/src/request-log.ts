@@ -54,8 +54,10 @@ export class RequestLog {
     }
     byStatus.set(record.status, (byStatus.get(record.status) ?? 0) + 1)
     count(this.usage, record.consumer, record)
-    if (record.node === this.#self) add(this.served, record)
-    else if (record.node !== null) count(this.consumed, record.node, record)
+    // Served: what reached one of this node's engines (a refused request reached none).
+    if (record.node === this.#self) {
+      if (record.provider !== null) add(this.served, record)
+    } else if (record.node !== null) count(this.consumed, record.node, record)
     this.traffic.add(record)
   }
 

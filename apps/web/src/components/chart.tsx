@@ -62,7 +62,8 @@ export function Chart({ label, summary, series, data, unit }: ChartProps) {
               const color = cssVar(s.colorVar)
               return s.bars && bars
                 ? { label: s.label, stroke: color, fill: color, paths: bars, points: { show: false } }
-                : { label: s.label, stroke: color, width: 2, points: { show: false }, spanGaps: false }
+                : // Points too: a minute between two without requests has no line to be drawn with.
+                  { label: s.label, stroke: color, width: 2, points: { show: true, size: 5, fill: color } }
             }),
           ],
         },

@@ -25,7 +25,7 @@ export function ConfigPage() {
   const loaded = useCall('get_config', undefined, { events: ['config_changed'] })
   const config = loaded.data?.config as Config | undefined
   return (
-    <Panel title="Configuration" error={loaded.error} loading={!config}>
+    <Panel title="config.json" error={loaded.error} loading={!config}>
       {config && loaded.data ? (
         <ConfigForm config={config} path={loaded.data.path} onSaved={loaded.reload} />
       ) : null}
@@ -153,7 +153,7 @@ function ConfigForm({ config, path, onSaved }: { config: Config; path: string; o
           ))}
         </ul>
       ) : null}
-      <div class="row sticky-actions">
+      <div class="row">
         <button type="submit" disabled={busy || !dirty}>
           {busy ? 'Saving…' : 'Save'}
         </button>

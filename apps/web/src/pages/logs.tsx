@@ -32,7 +32,7 @@ function levelName(level: number): Level {
 
 function fromLog(entry: Record<string, unknown>): Line {
   const details = Object.entries(entry)
-    .filter(([key]) => !HIDDEN_FIELDS.has(key))
+    .filter(([key, value]) => !HIDDEN_FIELDS.has(key) && value !== null)
     .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
     .join(' ')
   return {
@@ -130,7 +130,7 @@ export function LogsPage() {
   }, [shown])
 
   return (
-    <Panel title="Logs" error={error ?? undefined}>
+    <Panel title="Live tail" error={error ?? undefined}>
       <div class="row filters">
         <div class="field">
           <label for="log-level">Level</label>

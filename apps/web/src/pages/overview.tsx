@@ -1,9 +1,10 @@
-import type { Overview, RequestRecord, TrafficMinute } from '@gate/rpc/client'
+import type { Overview, RequestRecord, TrafficMinute, UsageTotals } from '@gate/rpc/client'
 import { useEffect, useMemo, useState } from 'preact/hooks'
+import { Cell } from '../components/cell.tsx'
 import { Chart, type ChartSeries } from '../components/chart.tsx'
 import { CopyButton } from '../components/copy-button.tsx'
 import { Panel } from '../components/panel.tsx'
-import { clock, count, duration, ms, outcome, routeTaken, tokens } from '../format.ts'
+import { clock, count, duration, ms, outcome, plural, routeTaken, tokens } from '../format.ts'
 import { Link, navigate } from '../router.tsx'
 import { useSession } from '../session.ts'
 import { useCall } from '../use-call.ts'
@@ -108,23 +109,24 @@ function TokensPanel({ overview }: { overview: Overview }) {
     <dl class="facts">
       <dt>Served here</dt>
       <dd>
-        {count(served.prompt_tokens + served.completion_tokens)} tokens
-        <span class="muted">
-          {' '}
-          ({count(served.prompt_tokens)} in, {count(served.completion_tokens)} out, {count(served.requests)}{' '}
-          requests)
-        </span>
+        <Totals totals={served} />
       </dd>
       <dt>Consumed from peers</dt>
       <dd>
-        {count(consumed.prompt_tokens + consumed.completion_tokens)} tokens
-        <span class="muted">
-          {' '}
-          ({count(consumed.prompt_tokens)} in, {count(consumed.completion_tokens)} out,{' '}
-          {count(consumed.requests)} requests)
-        </span>
+        <Totals totals={consumed} />
       </dd>
     </dl>
+  )
+}
+
+function Totals({ totals }: { totals: UsageTotals }) {
+  return (
+    <>
+      {plural(totals.prompt_tokens + totals.completion_tokens, 'token')}
+      <span class="muted">
+        {` (${count(totals.prompt_tokens)} in, ${count(totals.completion_tokens)} out, ${plural(totals.requests, 'request')})`}
+      </span>
+    </>
   )
 }
 
@@ -133,10 +135,11 @@ const seconds = (traffic: TrafficMinute[]) => traffic.map((m) => Date.parse(m.mi
 function RequestsChart({ traffic }: { traffic: TrafficMinute[] }) {
   const data = useMemo(
     () =>
-      [seconds(traffic), traffic.map((m) => m.requests - m.errors), traffic.map((m) => m.errors)] as [
+      // Errors drawn over the total, from zero: the bar reads as errors below, the rest above.
+      [seconds(traffic), traffic.map((m) => m.requests || null), traffic.map((m) => m.errors || null)] as [
         number[],
-        number[],
-        number[],
+        Array<number | null>,
+        Array<number | null>,
       ],
     [traffic],
   )
@@ -222,20 +225,20 @@ function RecentRequests({
           <tbody>
             {rows.map((r) => (
               <tr key={r.id} data-request-id={r.id}>
-                <td data-label="Time">{clock(r.time)}</td>
-                <td data-label="Model" class="mono">
+                <Cell label="Time">{clock(r.time)}</Cell>
+                <Cell label="Model" class="mono">
                   {r.model ?? '—'}
-                </td>
-                <td data-label="Route" title={r.node ?? undefined}>
+                </Cell>
+                <Cell label="Route" title={r.node ?? undefined}>
                   {routeTaken(r, self ?? '')}
-                </td>
-                <td data-label="Status">
+                </Cell>
+                <Cell label="Status">
                   <span class={`badge ${outcome(r.status)}`} title={r.error ?? undefined}>
                     {r.status}
                   </span>
-                </td>
-                <td data-label="Latency">{ms(r.latency_ms)}</td>
-                <td data-label="Tokens">{tokens(r)}</td>
+                </Cell>
+                <Cell label="Latency">{ms(r.latency_ms)}</Cell>
+                <Cell label="Tokens">{tokens(r)}</Cell>
               </tr>
             ))}
           </tbody>

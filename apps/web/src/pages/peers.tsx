@@ -1,10 +1,11 @@
 import type { PeerRow, UsageTotals } from '@gate/rpc/client'
 import { useState } from 'preact/hooks'
+import { Cell } from '../components/cell.tsx'
 import { ConfirmButton } from '../components/confirm-button.tsx'
 import { CopyButton } from '../components/copy-button.tsx'
 import { InviteMaker, PeerAdder } from '../components/pairing.tsx'
 import { Panel } from '../components/panel.tsx'
-import { ago, count, ms, shortId } from '../format.ts'
+import { ago, ms, plural, shortId } from '../format.ts'
 import { describe, useSession } from '../session.ts'
 import { useCall } from '../use-call.ts'
 
@@ -78,13 +79,13 @@ function PeerTable({ peers, onChange }: { peers: PeerRow[]; onChange: () => void
         <tbody>
           {peers.map((peer) => (
             <tr key={peer.node_id} data-node-id={peer.node_id}>
-              <td data-label="Node">
+              <Cell label="Node">
                 <span class="mono" title={peer.node_id}>
                   {shortId(peer.node_id)}
                 </span>{' '}
                 <CopyButton text={peer.node_id} />
-              </td>
-              <td data-label="Status">
+              </Cell>
+              <Cell label="Status">
                 <span
                   class={`badge ${peer.status === 'connected' ? 'ok' : peer.status === 'failed' ? 'error' : 'warn'}`}
                 >
@@ -94,28 +95,28 @@ function PeerTable({ peers, onChange }: { peers: PeerRow[]; onChange: () => void
                 {peer.next_attempt ? (
                   <div class="muted small-text">next try {ago(peer.next_attempt)}</div>
                 ) : null}
-              </td>
-              <td data-label="RTT">{ms(peer.rtt_ms)}</td>
-              <td data-label="Models" class="mono">
+              </Cell>
+              <Cell label="RTT">{ms(peer.rtt_ms)}</Cell>
+              <Cell label="Models" class="mono">
                 {peer.models.length > 0 ? peer.models.join(', ') : '—'}
-              </td>
-              <td data-label="Load">
+              </Cell>
+              <Cell label="Load">
                 {peer.load_factor === null ? '—' : `${Math.round(peer.load_factor * 100)}%`}
-              </td>
-              <td data-label="Connection">{peer.connection ? CONNECTION[peer.connection] : '—'}</td>
-              <td data-label="Last seen">{ago(peer.last_seen)}</td>
-              <td data-label="Exchanged">
-                <div>served {usage(peer.served)}</div>
-                <div>consumed {usage(peer.consumed)}</div>
-              </td>
-              <td data-label="">
+              </Cell>
+              <Cell label="Connection">{peer.connection ? CONNECTION[peer.connection] : '—'}</Cell>
+              <Cell label="Last seen">{ago(peer.last_seen)}</Cell>
+              <Cell label="Exchanged">
+                <div>served to it: {usage(peer.served)}</div>
+                <div>consumed from it: {usage(peer.consumed)}</div>
+              </Cell>
+              <Cell label="">
                 <ConfirmButton
                   label={`Remove peer ${shortId(peer.node_id)}`}
                   onConfirm={() => remove(peer.node_id)}
                 >
                   Remove
                 </ConfirmButton>
-              </td>
+              </Cell>
             </tr>
           ))}
         </tbody>
@@ -125,5 +126,5 @@ function PeerTable({ peers, onChange }: { peers: PeerRow[]; onChange: () => void
 }
 
 function usage(totals: UsageTotals): string {
-  return `${count(totals.requests)} req · ${count(totals.prompt_tokens + totals.completion_tokens)} tok`
+  return `${plural(totals.requests, 'request')}, ${plural(totals.prompt_tokens + totals.completion_tokens, 'token')}`
 }

@@ -1,8 +1,9 @@
 import type { MethodResult, ProviderStatus } from '@gate/rpc/client'
 import { useState } from 'preact/hooks'
+import { Cell } from '../components/cell.tsx'
 import { ConfirmButton } from '../components/confirm-button.tsx'
 import { Panel } from '../components/panel.tsx'
-import { ago, ms } from '../format.ts'
+import { ago, ms, plural } from '../format.ts'
 import { describe, useSession } from '../session.ts'
 import { useCall } from '../use-call.ts'
 
@@ -21,7 +22,7 @@ export function ProvidersPage() {
   const providers = useCall('list_providers', undefined, { events: ['config_changed'], everyMs: 5000 })
   return (
     <>
-      <Panel title="Providers" error={providers.error} loading={!providers.data}>
+      <Panel title="Configured providers" error={providers.error} loading={!providers.data}>
         {providers.data ? (
           <ProviderTable providers={providers.data.providers} onChange={providers.reload} />
         ) : null}
@@ -92,29 +93,29 @@ function ProviderTable({ providers, onChange }: { providers: ProviderStatus[]; o
             const result = results[p.name]
             return (
               <tr key={p.name} data-provider={p.name}>
-                <td data-label="Name">
+                <Cell label="Name">
                   <strong>{p.name}</strong>
                   <div class="muted small-text">
                     {p.kind} · <span class="mono">{p.url}</span>
                   </div>
-                </td>
-                <td data-label="Health">
+                </Cell>
+                <Cell label="Health">
                   <span class={`badge ${h.tone}`}>{h.text}</span>
                   {p.last_error ? <div class="muted small-text">{p.last_error}</div> : null}
-                </td>
-                <td data-label="Breaker">
+                </Cell>
+                <Cell label="Breaker">
                   <span
                     class={`badge ${p.breaker === 'closed' ? 'ok' : p.breaker === 'open' ? 'error' : 'warn'}`}
                   >
                     {p.breaker.replace('_', '-')}
                   </span>
-                </td>
-                <td data-label="Models" class="mono">
+                </Cell>
+                <Cell label="Models" class="mono">
                   {p.models.length > 0 ? p.models.join(', ') : '—'}
-                </td>
-                <td data-label="Latency">{ms(p.latency_ms)}</td>
-                <td data-label="Checked">{ago(p.last_checked)}</td>
-                <td data-label="">
+                </Cell>
+                <Cell label="Latency">{ms(p.latency_ms)}</Cell>
+                <Cell label="Checked">{ago(p.last_checked)}</Cell>
+                <Cell label="">
                   <div class="row">
                     <button type="button" class="small" disabled={result?.busy} onClick={() => test(p.name)}>
                       Test
@@ -128,7 +129,7 @@ function ProviderTable({ providers, onChange }: { providers: ProviderStatus[]; o
                       {result.text}
                     </div>
                   ) : null}
-                </td>
+                </Cell>
               </tr>
             )
           })}
@@ -140,7 +141,7 @@ function ProviderTable({ providers, onChange }: { providers: ProviderStatus[]; o
 
 function describeProbe(probe: Probe): { text: string; ok: boolean } {
   return probe.ok
-    ? { text: `OK: ${probe.models.length} models in ${ms(probe.latency_ms)}`, ok: true }
+    ? { text: `OK: ${plural(probe.models.length, 'model')} in ${ms(probe.latency_ms)}`, ok: true }
     : { text: `Failed after ${ms(probe.latency_ms)}: ${probe.error ?? 'no answer'}`, ok: false }
 }
 
@@ -177,7 +178,7 @@ function ProviderForm({ onAdded }: { onAdded: () => void }) {
       setApiKey('')
       onAdded()
       const state = provider.healthy
-        ? `healthy, ${provider.models.length} models`
+        ? `healthy, ${plural(provider.models.length, 'model')}`
         : (provider.last_error ?? 'not answering yet')
       return { text: `Added ${provider.name} (${state}).`, ok: true }
     })

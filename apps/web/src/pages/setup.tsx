@@ -3,7 +3,7 @@ import { useState } from 'preact/hooks'
 import { CopyButton } from '../components/copy-button.tsx'
 import { InviteMaker, PeerAdder } from '../components/pairing.tsx'
 import { Panel } from '../components/panel.tsx'
-import { ms } from '../format.ts'
+import { ms, plural } from '../format.ts'
 import { Link } from '../router.tsx'
 import { describe, useSession } from '../session.ts'
 import { useCall } from '../use-call.ts'
@@ -89,7 +89,7 @@ function EngineChooser() {
                 <br />
                 {engine.ok ? (
                   <span class="ok">
-                    found: {engine.models.length} models in {ms(engine.latency_ms)}
+                    found: {plural(engine.models.length, 'model')} in {ms(engine.latency_ms)}
                     {engine.configured_as ? ` (already added as ${engine.configured_as})` : ''}
                   </span>
                 ) : (
