@@ -24,8 +24,6 @@ interface Line {
   details: string
 }
 
-let nextKey = 0
-
 function levelName(level: number): Level {
   return [...LEVELS].reverse().find((name) => level >= LEVEL_NUMBER[name]) ?? 'trace'
 }
@@ -35,14 +33,11 @@ function fromLog(entry: Record<string, unknown>): Line {
     .filter(([key, value]) => !HIDDEN_FIELDS.has(key) && value !== null)
     .map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`)
     .join(' ')
-  return {
-    key: `l${nextKey++}`,
-    time: typeof entry.time === 'number' ? entry.time : Date.now(),
-    level: typeof entry.level === 'number' ? entry.level : 30,
-    source: 'daemon',
-    text: String(entry.msg ?? ''),
-    details,
-  }
+  const time = typeof entry.time === 'number' ? entry.time : Date.now()
+  const level = typeof entry.level === 'number' ? entry.level : 30
+  const text = String(entry.msg ?? '')
+  // The same line from the tail and from the stream (logged while the tail was read) is shown once.
+  return { key: `l${time}:${level}:${text}:${details}`, time, level, source: 'daemon', text, details }
 }
 
 function fromRequest(record: RequestRecord, self: string): Line {
