@@ -119,8 +119,14 @@ describe("the dashboard's RPC methods", () => {
     )
     // The last two minutes, in case the requests straddled the turn of one.
     const minutes = overview.traffic.slice(-2)
-    assert.equal(minutes.reduce((n, m) => n + m.requests, 0), 2)
-    assert.equal(minutes.reduce((n, m) => n + m.errors, 0), 1)
+    assert.equal(
+      minutes.reduce((n, m) => n + m.requests, 0),
+      2,
+    )
+    assert.equal(
+      minutes.reduce((n, m) => n + m.errors, 0),
+      1,
+    )
     assert.ok(minutes.some((m) => (m.p95_ms ?? 0) > 0))
     // The refused request reached no engine: only the answered one counts as served.
     assert.deepEqual(overview.tokens.served, { requests: 1, prompt_tokens: 2, completion_tokens: 5 })
