@@ -4,7 +4,7 @@ import { isRefused } from './live.ts'
 /** sessionStorage key: the token is asked for once per browser session, and kept no longer. */
 const TOKEN_KEY = 'gate.control-token'
 /** How long a dashboard call may take before its panel shows a timeout. */
-export const CALL_TIMEOUT_MS = 10_000
+const CALL_TIMEOUT_MS = 10_000
 
 /**
  * The token a sign-in URL carries (`/#token=…`, as `gate dashboard` prints it), taken out of the
