@@ -4,6 +4,7 @@ import { RpcError, RpcTransportError } from '@gate/rpc'
 import { Command, CommanderError } from 'commander'
 import { registerConfigCommands } from './commands/config.ts'
 import { registerDaemonCommands } from './commands/daemon.ts'
+import { registerDashboardCommand } from './commands/dashboard.ts'
 import { registerIdentityCommands } from './commands/identity.ts'
 import { registerKeysCommands } from './commands/keys.ts'
 import { registerLogsCommand } from './commands/logs.ts'
@@ -27,6 +28,7 @@ export async function main(argv: string[]): Promise<number> {
   registerIdentityCommands(program)
   registerKeysCommands(program)
   registerRelayCommand(program)
+  registerDashboardCommand(program)
   try {
     await program.parseAsync(argv)
     // A command that printed its own failure (e.g. `config validate --json`) sets the code itself.

@@ -12,6 +12,9 @@ export interface Capabilities {
 
 export type PeerStatus = 'connected' | 'connecting' | 'disconnected' | 'failed'
 
+/** How a connected node is reached: directly over QUIC or TCP, or through a relay (a circuit). */
+export type PeerConnection = 'quic' | 'tcp' | 'relayed' | 'other'
+
 /** One node as this node sees it (`list_peers`, `peer_info`, `network_state`). */
 export interface PeerInfo {
   node_id: string
@@ -24,6 +27,8 @@ export interface PeerInfo {
   models: string[]
   load_factor: number | null
   rtt_ms: number | null
+  /** How it is reached now, the most direct of its connections; null when not connected. */
+  connection: PeerConnection | null
   last_seen: string | null
   /** When an unreachable peer is tried again (ISO 8601); null unless `status` is `failed`. */
   next_attempt: string | null

@@ -17,6 +17,7 @@ import {
   writeFileAtomic,
 } from '@gate/core'
 import { Mesh } from '@gate/p2p'
+import { WEB_DIST } from '@gate/web'
 import type { Logger } from 'pino'
 import { Admission } from './api/admission.ts'
 import { openAiErrorBody, statusOf } from './api/errors.ts'
@@ -56,6 +57,8 @@ export interface DaemonInit {
    * (Ollama on 11434, LM Studio on 1234)
    */
   engineUrls?: { ollama?: string; lmstudio?: string }
+  /** The built dashboard the control port serves. @default `@gate/web`'s `WEB_DIST` */
+  webDist?: string
 }
 
 /** Services that live from start to stop; rebuilt by a restart. */
@@ -246,6 +249,7 @@ export class Daemon {
           endpoint,
           invites: this.#invites,
           events,
+          engineUrls: this.#init.engineUrls,
           saveIdentity: async (next) => {
             await saveIdentity({ ...keyStore, identity: next })
             this.#savedNodeId = next.nodeId
@@ -257,6 +261,7 @@ export class Daemon {
         events,
         metrics: this.metrics,
         logger,
+        dashboard: { dist: this.#init.webDist ?? WEB_DIST, enabled: () => config.config.web.enabled },
       })
       started.defer(() => control.close())
       const controlAddress = await listening('network.control_port', LOCAL_HOST, network.control_port, () =>

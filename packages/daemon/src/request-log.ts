@@ -1,19 +1,14 @@
 import type { Writable } from 'node:stream'
 import { rotatingFile } from '@gate/core'
-import type { RequestRecord } from '@gate/rpc'
+import type { RequestRecord, UsageTotals } from '@gate/rpc'
 import { REQUEST_HISTORY_SIZE, REQUEST_LOG_FLUSH_MS } from './constants.ts'
+import { TrafficWindow } from './traffic.ts'
 
-export type { RequestRecord }
-
-export interface UsageTotals {
-  requests: number
-  prompt_tokens: number
-  completion_tokens: number
-}
+export type { RequestRecord, UsageTotals }
 
 /**
  * Appends one JSON line per finished request to `requests.jsonl`, keeps the latest in memory for
- * `request_history`, and adds up usage per consumer.
+ * `request_history`, adds up usage per consumer, and counts requests per minute for the dashboard.
  */
 export class RequestLog {
   readonly #file: Writable
@@ -31,6 +26,10 @@ export class RequestLog {
   readonly usage = new Map<string, UsageTotals>()
   /** Per peer node ID: what this node's clients consumed from that peer. */
   readonly consumed = new Map<string, UsageTotals>()
+  /** What this node's own engines served, to anyone. */
+  readonly served: UsageTotals = { requests: 0, prompt_tokens: 0, completion_tokens: 0 }
+  /** Requests, errors, latency and tokens per minute over the last hour. */
+  readonly traffic = new TrafficWindow()
   total = 0
   /** Finished requests by route, then status. */
   readonly #counts = new Map<string, Map<number, number>>()
@@ -55,7 +54,11 @@ export class RequestLog {
     }
     byStatus.set(record.status, (byStatus.get(record.status) ?? 0) + 1)
     count(this.usage, record.consumer, record)
-    if (record.node !== null && record.node !== this.#self) count(this.consumed, record.node, record)
+    // Served: what reached one of this node's engines (a refused request reached none).
+    if (record.node === this.#self) {
+      if (record.provider !== null) add(this.served, record)
+    } else if (record.node !== null) count(this.consumed, record.node, record)
+    this.traffic.add(record)
   }
 
   /** Finished requests by route and status. */
@@ -95,6 +98,10 @@ function count(totals: Map<string, UsageTotals>, key: string, record: RequestRec
     entry = { requests: 0, prompt_tokens: 0, completion_tokens: 0 }
     totals.set(key, entry)
   }
+  add(entry, record)
+}
+
+function add(entry: UsageTotals, record: RequestRecord): void {
   entry.requests++
   entry.prompt_tokens += record.usage?.prompt_tokens ?? 0
   entry.completion_tokens += record.usage?.completion_tokens ?? 0

@@ -7,6 +7,7 @@ import {
   InvalidRequestError,
   type Logger,
   nodeIdToPeerId,
+  type PeerConnection,
   type PeerInfo,
   type PeerStatus,
   parseNodeId,
@@ -286,6 +287,7 @@ export class PeerManager {
       models: state?.capabilities?.supported_models ?? [],
       load_factor: state?.capabilities?.load_factor ?? null,
       rtt_ms: state?.rtt_ms ?? null,
+      connection: connectionOf(connections.map((c) => c.remoteAddr)),
       last_seen: state?.last_seen ?? null,
       next_attempt:
         state?.status === 'failed' && state.retry_at > 0 ? new Date(state.retry_at).toISOString() : null,
@@ -473,6 +475,19 @@ function withheld(nodeId: string): Capabilities {
 
 /** The multicodec of a multiaddr's `/p2p/<PeerId>` part. */
 const P2P_CODE = 421
+
+/** How open connections reach a node: the most direct of them (QUIC before TCP before a relay). */
+function connectionOf(addresses: Multiaddr[]): PeerConnection | null {
+  const kinds = new Set(
+    addresses.map((address): PeerConnection => {
+      const names = address.getComponents().map((c) => c.name)
+      if (names.includes('p2p-circuit')) return 'relayed'
+      if (names.includes('quic-v1')) return 'quic'
+      return names.includes('tcp') ? 'tcp' : 'other'
+    }),
+  )
+  return (['quic', 'tcp', 'relayed', 'other'] as const).find((kind) => kinds.has(kind)) ?? null
+}
 
 function parseAddress(text: string): Multiaddr | undefined {
   try {

@@ -4,6 +4,25 @@ import type { MethodName, MethodParams, MethodResult } from './methods.ts'
 import type { SseEvent } from './sse.ts'
 import { parseSse } from './sse.ts'
 
+// What a browser needs besides the client, so that it imports this module alone: nothing here or
+// in what it imports pulls in zod, @gate/core or Node's built-ins (methods.ts only as types).
+export { RPC_ERROR_CODES, RpcError, RpcTimeoutError, RpcTransportError } from './errors.ts'
+export type {
+  DetectedEngine,
+  MethodName,
+  MethodParams,
+  MethodResult,
+  MethodResults,
+  NodeStatus,
+  Overview,
+  PeerInfo,
+  PeerRow,
+  ProviderStatus,
+  RequestRecord,
+  TrafficMinute,
+  UsageTotals,
+} from './methods.ts'
+
 export interface RpcClientInit {
   /** The control port's base URL, e.g. `http://127.0.0.1:8145`. */
   url: string

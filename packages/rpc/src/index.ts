@@ -29,6 +29,7 @@ export { RPC_ERROR_CODES, RpcError, RpcTimeoutError, RpcTransportError } from '.
 export type {
   ApiKeyInfo,
   CertificateStatus,
+  DetectedEngine,
   HandlerParams,
   MethodName,
   MethodParams,
@@ -36,11 +37,15 @@ export type {
   MethodResults,
   MetricsSnapshot,
   NodeStatus,
+  Overview,
   PeerInfo,
+  PeerRow,
   ProviderStatus,
   PublicStatus,
   RelayStatus,
   RequestRecord,
+  TrafficMinute,
+  UsageTotals,
 } from './methods.ts'
 export { METHODS } from './methods.ts'
 export type {

@@ -38,6 +38,7 @@ export const METHODS = {
 
   list_providers: none,
   add_provider: ProviderConfigSchema,
+  remove_provider: z.strictObject({ name: nonEmpty }),
   test_provider: z
     .strictObject({
       name: nonEmpty.optional(),
@@ -53,6 +54,8 @@ export const METHODS = {
   get_logs: z.strictObject({
     lines: intRange(1, 10_000).default(200),
     level: z.enum(LOG_LEVELS, { error: `expected one of ${LOG_LEVELS.join(', ')}` }).optional(),
+    /** Also the latest request records, as many as `lines` at most (the dashboard's Logs page). */
+    requests: flag.optional(),
   }),
   request_history: z.strictObject({ limit: intRange(1, MAX_HISTORY_LIMIT).default(100) }),
 
@@ -71,6 +74,9 @@ export const METHODS = {
   create_api_key: z.strictObject({ name: nonEmpty }),
   list_api_keys: none,
   revoke_api_key: z.strictObject({ name: nonEmpty }),
+  get_overview: z.strictObject({ recent: intRange(0, MAX_HISTORY_LIMIT).default(50) }),
+  get_peers: none,
+  detect_engines: none,
 
   generate_keypair: z.strictObject({ save: flag.optional() }),
   export_identity: none,
@@ -97,6 +103,8 @@ export interface ProviderStatus {
   last_error: string | null
   /** ISO 8601 time of the last health check. */
   last_checked: string | null
+  /** How long the last health check that answered took. */
+  latency_ms: number | null
 }
 
 /** One line of `requests.jsonl`. */
@@ -187,6 +195,63 @@ export interface MetricsSnapshot {
 
 export type { PeerInfo }
 
+/** Requests and tokens, added up. */
+export interface UsageTotals {
+  requests: number
+  prompt_tokens: number
+  completion_tokens: number
+}
+
+/** One minute of finished requests, as the dashboard's charts show it. */
+export interface TrafficMinute {
+  /** ISO 8601 start of the minute. */
+  minute: string
+  requests: number
+  /** Requests answered with a status of 400 or more. */
+  errors: number
+  /** Latency quantiles of the minute's requests (within 19%), null when it had none. */
+  p50_ms: number | null
+  p95_ms: number | null
+  /** Prompt and completion tokens of the minute's requests. */
+  tokens: number
+}
+
+/** The dashboard's Overview in one call. */
+export interface Overview {
+  status: NodeStatus
+  /** P2P multiaddrs. */
+  p2p: string[]
+  /** The last 60 minutes, oldest first; the last one is the current minute. */
+  traffic: TrafficMinute[]
+  /** Tokens this node's engines served (to anyone), and what its clients consumed from peers. */
+  tokens: { served: UsageTotals; consumed: UsageTotals }
+  /** The latest request records, newest first. */
+  recent: RequestRecord[]
+  /** No provider and no trusted peer yet: the dashboard offers its Setup page. */
+  first_run: boolean
+}
+
+/** A trusted peer and what the two nodes exchanged since this daemon started. */
+export interface PeerRow extends PeerInfo {
+  /** What this node served to it. */
+  served: UsageTotals
+  /** What this node's clients consumed from it. */
+  consumed: UsageTotals
+}
+
+/** A local engine looked for by `detect_engines`. */
+export interface DetectedEngine {
+  name: string
+  kind: ProviderKind
+  url: string
+  ok: boolean
+  models: string[]
+  latency_ms: number
+  error: string | null
+  /** The name of the provider that already has its URL, if any. */
+  configured_as: string | null
+}
+
 /** Result type of every method. */
 export interface MethodResults {
   node_status: NodeStatus
@@ -197,9 +262,11 @@ export interface MethodResults {
   validate_config: { valid: boolean; errors: string[] }
   list_providers: { providers: ProviderStatus[] }
   add_provider: { provider: ProviderStatus }
+  remove_provider: { removed: true }
   test_provider: { ok: boolean; models: string[]; latency_ms: number; error: string | null }
   get_metrics: MetricsSnapshot
-  get_logs: { lines: Array<Record<string, unknown>> }
+  /** `requests` only when asked for: newest first, as `request_history`. */
+  get_logs: { lines: Array<Record<string, unknown>>; requests?: RequestRecord[] }
   request_history: { requests: RequestRecord[] }
   add_peer: { peer: PeerInfo }
   remove_peer: { removed: boolean }
@@ -215,6 +282,10 @@ export interface MethodResults {
   create_api_key: { name: string; key: string; created_at: string }
   list_api_keys: { keys: ApiKeyInfo[] }
   revoke_api_key: { revoked: true }
+  get_overview: Overview
+  get_peers: { peers: PeerRow[] }
+  /** Ollama and LM Studio, looked for where a new config looks for them. */
+  detect_engines: { engines: DetectedEngine[] }
   /** `private_key` only when the key was not saved. */
   generate_keypair: { node_id: string; peer_id: string; private_key?: string; restart_required: string[] }
   export_identity: { identity: string }

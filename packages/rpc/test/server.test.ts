@@ -29,6 +29,7 @@ const handlers: Partial<RpcHandlers> = {
       breaker: 'closed',
       last_error: null,
       last_checked: null,
+      latency_ms: null,
     },
   }),
   test_provider: async () => ({ ok: true, models: [], latency_ms: 1, error: null }),

@@ -15,15 +15,15 @@ import {
   redactConfig,
 } from '@gate/core'
 import { type Mesh, safeNodeId } from '@gate/p2p'
-import type { RpcHandlers } from '@gate/rpc'
+import type { NodeStatus, RpcHandlers } from '@gate/rpc'
 import type { Admission } from '../api/admission.ts'
 import { addTrusted, type ConfigManager } from '../config-manager.ts'
 import type { EventBus } from '../events.ts'
 import { decodeInvite, type Invites } from '../invites.ts'
 import type { ApiKeys } from '../keys.ts'
 import { readLogTail } from '../log-file.ts'
-import { probe, probeEngine } from '../providers/provider.ts'
-import type { ProviderRegistry } from '../providers/registry.ts'
+import { normalizeProviderUrl, probe, probeEngine } from '../providers/provider.ts'
+import { findEngines, type ProviderRegistry } from '../providers/registry.ts'
 import type { PublicEndpoint } from '../public/endpoint.ts'
 import type { RequestLog } from '../request-log.ts'
 import type { RuntimeInfo } from '../runtime-info.ts'
@@ -43,6 +43,8 @@ export interface MethodComponents {
   endpoint: PublicEndpoint
   invites: Invites
   events: EventBus
+  /** Where `detect_engines` looks for Ollama and LM Studio. @default their default URLs */
+  engineUrls?: { ollama?: string; lmstudio?: string } | undefined
   /** Saves a new identity key, taken up at the next start. */
   saveIdentity: (identity: Identity) => Promise<void>
   /** The node ID of the identity last saved, if any. */
@@ -55,27 +57,28 @@ export function createRpcHandlers(c: MethodComponents): RpcHandlers {
   const { identity, runtime, config, providers, requestLog, admission, mesh } = c
   const uptime = () => Math.round((Date.now() - Date.parse(runtime.started_at)) / 1000)
   const load = () => loadFactor(admission.active, config.config.security.max_concurrent_requests)
+  const status = (): NodeStatus => {
+    const list = providers.list
+    const saved = c.savedNodeId()
+    return {
+      node_id: identity.nodeId,
+      peer_id: identity.peerId,
+      version: VERSION,
+      uptime_s: uptime(),
+      pid: runtime.pid,
+      http: runtime.http,
+      control: runtime.control,
+      providers: { total: list.length, healthy: list.filter((p) => p.healthy === true).length },
+      active_requests: admission.active,
+      restart_required: [
+        ...config.restartRequired,
+        ...(saved !== undefined && saved !== identity.nodeId ? ['identity'] : []),
+      ],
+      public: config.config.relay.addresses.length > 0 ? c.endpoint.status() : null,
+    }
+  }
   return {
-    node_status: async () => {
-      const list = providers.list
-      const saved = c.savedNodeId()
-      return {
-        node_id: identity.nodeId,
-        peer_id: identity.peerId,
-        version: VERSION,
-        uptime_s: uptime(),
-        pid: runtime.pid,
-        http: runtime.http,
-        control: runtime.control,
-        providers: { total: list.length, healthy: list.filter((p) => p.healthy === true).length },
-        active_requests: admission.active,
-        restart_required: [
-          ...config.restartRequired,
-          ...(saved !== undefined && saved !== identity.nodeId ? ['identity'] : []),
-        ],
-        public: config.config.relay.addresses.length > 0 ? c.endpoint.status() : null,
-      }
-    },
+    node_status: async () => status(),
     node_shutdown: async () => {
       setImmediate(c.shutdown)
       return { ok: true as const }
@@ -115,6 +118,16 @@ export function createRpcHandlers(c: MethodComponents): RpcHandlers {
       await added.check()
       return { provider: added.status() }
     },
+    remove_provider: async ({ name }) => {
+      let found = false
+      await config.update((current: Config) => {
+        const kept = current.providers.filter((p) => p.name !== name)
+        found = kept.length !== current.providers.length
+        return found ? { providers: kept } : undefined
+      })
+      if (!found) throw new NotFoundError(`no provider named "${name}"`, { param: 'name' })
+      return { removed: true as const }
+    },
     test_provider: async (params) => {
       if (params.name === undefined)
         return probeEngine(ProviderConfigSchema.parse({ ...params, name: 'test' }))
@@ -144,7 +157,10 @@ export function createRpcHandlers(c: MethodComponents): RpcHandlers {
         consumed: Object.fromEntries(requestLog.consumed),
       }
     },
-    get_logs: async ({ lines, level }) => ({ lines: await readLogTail(c.paths.daemonLog, { lines, level }) }),
+    get_logs: async ({ lines, level, requests }) => ({
+      lines: await readLogTail(c.paths.daemonLog, { lines, level }),
+      ...(requests ? { requests: requestLog.recent(lines) } : {}),
+    }),
     request_history: async ({ limit }) => ({ requests: requestLog.recent(limit) }),
     add_peer: async ({ node_id, address }) => {
       const nodeId = parseNodeId(node_id)
@@ -182,6 +198,7 @@ export function createRpcHandlers(c: MethodComponents): RpcHandlers {
         models: providers.models(),
         load_factor: load(),
         rtt_ms: 0,
+        connection: null,
         last_seen: new Date().toISOString(),
         next_attempt: null,
       }
@@ -219,6 +236,43 @@ export function createRpcHandlers(c: MethodComponents): RpcHandlers {
     revoke_api_key: async ({ name }) => {
       await c.keys.revoke(name)
       return { revoked: true as const }
+    },
+    get_overview: async ({ recent }) => {
+      const consumed = { requests: 0, prompt_tokens: 0, completion_tokens: 0 }
+      for (const u of requestLog.consumed.values()) {
+        consumed.requests += u.requests
+        consumed.prompt_tokens += u.prompt_tokens
+        consumed.completion_tokens += u.completion_tokens
+      }
+      const current = config.config
+      return {
+        status: status(),
+        p2p: mesh.addresses(),
+        traffic: requestLog.traffic.minutes(),
+        tokens: { served: { ...requestLog.served }, consumed },
+        recent: requestLog.recent(recent),
+        first_run: current.providers.length === 0 && current.network.trusted_peers.length === 0,
+      }
+    },
+    get_peers: async () => {
+      const none = () => ({ requests: 0, prompt_tokens: 0, completion_tokens: 0 })
+      return {
+        peers: mesh.peers.trusted().map((id) => ({
+          ...mesh.peers.info(id),
+          served: requestLog.usage.get(`peer:${id}`) ?? none(),
+          consumed: requestLog.consumed.get(id) ?? none(),
+        })),
+      }
+    },
+    detect_engines: async () => {
+      const configured = config.config.providers
+      const found = await findEngines(c.engineUrls)
+      return {
+        engines: found.map((engine) => ({
+          ...engine,
+          configured_as: configured.find((p) => normalizeProviderUrl(p.url) === engine.url)?.name ?? null,
+        })),
+      }
     },
     generate_keypair: async ({ save }) => {
       const generated = generateIdentity()

@@ -14,6 +14,7 @@ import { EVENTS_QUEUE_MAX } from '../constants.ts'
 import { CONTROL_MAX_CONNECTIONS } from '../descriptors.ts'
 import type { EventBus, GateEvent } from '../events.ts'
 import type { Metrics } from '../metrics.ts'
+import { type DashboardInit, serveDashboard } from './dashboard.ts'
 
 /** Largest JSON-RPC request body. @default 1 MiB */
 const MAX_RPC_BODY_BYTES = 1024 * 1024
@@ -26,11 +27,14 @@ export interface ControlComponents {
   events: EventBus
   metrics: Metrics
   logger: Logger
+  /** The dashboard, served at `/` and its page paths. */
+  dashboard: DashboardInit
 }
 
 /**
  * The control port: JSON-RPC at `/rpc` and events at `/events` (both need the control token),
- * Prometheus text at `/metrics`, liveness at `/health`. Only loopback Hosts are served, and a
+ * Prometheus text at `/metrics`, liveness at `/health`, and the dashboard at `/` (a page that
+ * itself holds nothing secret: it asks for the token). Only loopback Hosts are served, and a
  * browser Origin must be the control port's own, so no web page can drive the daemon. Every
  * error, from a method or from the port itself, is a JSON-RPC error object.
  */
@@ -143,6 +147,7 @@ export class ControlServer {
       })
     })
 
+    app.get('*', serveDashboard(c.dashboard))
     app.notFound((ctx) => fail(ctx, new NotFoundError(`no route ${ctx.req.method} ${ctx.req.path}`)))
     app.onError((err, ctx) => fail(ctx, err))
 

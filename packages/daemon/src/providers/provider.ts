@@ -27,6 +27,8 @@ export class Provider {
   models: string[]
   lastError: string | null = null
   lastChecked: Date | null = null
+  /** How long the last health check that answered took, in ms. */
+  latency: number | null = null
   readonly #authorization: string | undefined
   #timer: NodeJS.Timeout | undefined
   #checking: Promise<void> | undefined
@@ -74,11 +76,13 @@ export class Provider {
   }
 
   async #check(): Promise<void> {
+    const start = performance.now()
     try {
       const models = await this.#discoverModels()
       this.models = this.config.models ?? models
       this.healthy = true
       this.lastError = null
+      this.latency = Math.round((performance.now() - start) * 10) / 10
     } catch (err) {
       // Stopped, or this node is out of descriptors: says nothing of the engine's health.
       if (this.#abort.signal.aborted || isOutOfDescriptors(err)) return
@@ -124,6 +128,7 @@ export class Provider {
       breaker: this.breaker.state,
       last_error: this.lastError,
       last_checked: this.lastChecked?.toISOString() ?? null,
+      latency_ms: this.latency,
     }
   }
 }

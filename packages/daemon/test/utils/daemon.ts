@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ConfigInput } from '@gate/core'
 import OpenAI from 'openai'
-import { createDaemon, type Daemon } from '../../src/index.ts'
+import { createDaemon, type Daemon, type DaemonInit } from '../../src/index.ts'
 
 export interface TestDaemon extends AsyncDisposable {
   daemon: Daemon
@@ -20,7 +20,12 @@ export interface TestDaemon extends AsyncDisposable {
 /** Starts a daemon in a fresh temp data dir on random loopback ports; dispose stops it and removes the dir. */
 export async function startTestDaemon(
   config: ConfigInput = {},
-  init: { shutdownGraceMs?: number; passphrase?: string | undefined } = {},
+  init: {
+    shutdownGraceMs?: number
+    passphrase?: string | undefined
+    engineUrls?: DaemonInit['engineUrls']
+    webDist?: string
+  } = {},
 ): Promise<TestDaemon> {
   const home = await mkdtemp(join(tmpdir(), 'gate-test-'))
   await mkdir(home, { recursive: true })
@@ -34,6 +39,8 @@ export async function startTestDaemon(
   const daemon = createDaemon({
     home,
     keyring: null,
+    ...(init.engineUrls ? { engineUrls: init.engineUrls } : {}),
+    ...(init.webDist ? { webDist: init.webDist } : {}),
     // `passphrase: undefined`: none, as on a machine without GATE_PASSPHRASE.
     ...(passphrase === undefined ? {} : { passphrase }),
   })
