@@ -66,7 +66,7 @@ export const RelayConfigSchema = z
         .prefault({}),
       limits: z
         .strictObject({
-          max_connections_per_node: positiveInt.default(256),
+          max_connections_per_node: positiveInt.default(100),
           max_bytes_per_second_per_node: positiveInt.default(50 * 1024 * 1024),
           /** TLS connections the relay carries at once, all nodes together. */
           max_connections: positiveInt.default(8192),

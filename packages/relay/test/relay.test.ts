@@ -117,4 +117,39 @@ describe('the relay', () => {
     assert.ok(history.requests.some((r) => /^key:[0-9a-f]{12}$/.test(r.consumer) && r.status === 200))
     await dispatcher.close()
   })
+
+  it('takes keys made by gate keys, counts what each was used for, and refuses one revoked', async () => {
+    await using engine = await startFakeEngine({ models: [MODEL] })
+    await using relay = await startTestRelay()
+    await using gate = await startTestDaemon({
+      providers: [providerFor('engine', engine)],
+      relay: { addresses: [relay.address] },
+    })
+    const url = await activeAt(gate)
+    const rpc = createRpcClient({ url: gate.controlUrl, token: gate.token })
+    const { key, name } = await rpc.call('create_api_key', { name: 'laptop' })
+    assert.match(key, /^gate_[\w-]{43}$/)
+    await assert.rejects(rpc.call('create_api_key', { name: 'laptop' }), /exists/)
+    const stored = await readFile(join(gate.home, 'keys.json'), 'utf8')
+    assert.ok(!stored.includes(key), 'keys.json holds no key, only its hash')
+    const dispatcher = relayDispatcher(await readFile(join(gate.home, 'certs', 'node.crt'), 'utf8'))
+    const client = new OpenAI({
+      baseURL: `${url}:${relay.tls.port}/v1`,
+      apiKey: key,
+      maxRetries: 0,
+      fetchOptions: { dispatcher } as never,
+    })
+    await client.chat.completions.create(chat('counted'))
+    await client.chat.completions.create(chat('counted twice'))
+    const { keys } = await rpc.call('list_api_keys')
+    const laptop = keys.find((k) => k.name === name)
+    assert.equal(laptop?.requests, 2)
+    assert.ok((laptop?.completion_tokens ?? 0) > 0)
+    assert.ok(laptop?.last_used_at)
+    const metrics = await (await fetch(`${gate.controlUrl}/metrics`)).text()
+    assert.match(metrics, /gate_consumer_requests_total\{consumer="key:laptop"} 2/)
+    await rpc.call('revoke_api_key', { name: 'laptop' })
+    await assert.rejects(client.models.list(), OpenAI.AuthenticationError)
+    await dispatcher.close()
+  })
 })

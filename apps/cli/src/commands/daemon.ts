@@ -86,6 +86,22 @@ export function registerDaemonCommands(program: Command): void {
           const health = p.healthy === null ? 'checking' : p.healthy ? 'healthy' : `down: ${p.last_error}`
           rows.push([`provider ${p.name}`, `${p.url} ${health}, ${p.models.length} models`])
         }
+        if (status.public) {
+          rows.push(['public URL', status.public.url ?? 'none yet (registering with the relays)'])
+          for (const relay of status.public.relays) {
+            rows.push([
+              `relay ${relay.address}`,
+              relay.error ? `${relay.state}: ${relay.error}` : relay.state,
+            ])
+          }
+          const cert = status.public.certificate
+          if (cert) {
+            const issuer = cert.self_signed ? 'self-signed' : `by ${cert.issuer}`
+            const renews = cert.renews_at ? `, renewed from ${cert.renews_at}` : ''
+            const state = cert.state === 'ok' ? '' : `; ${cert.state}${cert.error ? `: ${cert.error}` : ''}`
+            rows.push(['certificate', `${issuer}, expires ${cert.expires_at}${renews}${state}`])
+          }
+        }
         if (status.restart_required.length > 0) {
           rows.push(['restart needed', status.restart_required.join(', ')])
         }

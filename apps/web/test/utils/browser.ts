@@ -16,8 +16,13 @@ export const NO_BROWSER =
 
 export const SCREENSHOTS = new URL('../screenshots/', import.meta.url)
 
-export function launch(): Promise<Browser> {
-  return chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu'] })
+/** Headless Chromium; `args` add to its flags, `env` to its environment (e.g. a HOME with its own NSS certificate database). */
+export function launch(options: { args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', ...(options.args ?? [])],
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+  })
 }
 
 /** A browser tab that records every console error and warning, and uncaught errors. */
