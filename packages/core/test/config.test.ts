@@ -139,7 +139,8 @@ describe('config', () => {
       allow_private_addresses: false,
       relays: [],
     })
-    const relay = '/ip4/203.0.113.7/udp/41145/quic-v1/p2p/12D3KooWLipR2ojgX98u2p2AEBujRaukziTHzKV8VZkrafNrjF1v'
+    const relay =
+      '/ip4/203.0.113.7/udp/41145/quic-v1/p2p/12D3KooWLipR2ojgX98u2p2AEBujRaukziTHzKV8VZkrafNrjF1v'
     assert.deepEqual(parseConfig({ network: { nat: { relays: [relay] } } }).network.nat.relays, [relay])
     assert.deepEqual(
       issuesOf({ network: { nat: { enabled: 'yes', relays: ['/ip4/203.0.113.7/tcp/41145'], upnp: 1 } } }),

@@ -3,18 +3,20 @@ import {
   Breaker,
   type BreakerState,
   type Capabilities,
+  type ConnectionType,
   describeError,
   InvalidRequestError,
   type Logger,
   nodeIdToPeerId,
-  type PeerConnection,
   type PeerInfo,
   type PeerStatus,
   parseNodeId,
   peerIdToNodeId,
   writeFileAtomic,
 } from '@gate/core'
+import type { PeerId, Stream } from '@libp2p/interface'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
+import { bestConnection, connectionType, describeConnection } from './connections.ts'
 import { PEER_BACKOFF_MAX_MS, PEER_DIAL_TIMEOUT_MS, PEER_REFRESH_MS } from './constants.ts'
 import { CONTROL_PROTOCOL, type ControlPayload, controlRequest } from './control.ts'
 import { type GateLibp2p, peerIdOf } from './node.ts'
@@ -51,6 +53,8 @@ export interface PeerView {
   /** Requests this node has in flight to it. */
   inflight: number
   rtt_ms: number | null
+  /** How it is reached now; null when not connected. */
+  connection: ConnectionType | null
 }
 
 /** Where the peer manager reports peers going up, down and changing capabilities (`/events`). */
@@ -180,13 +184,7 @@ export class PeerManager {
       const peer = peerIdOf(state.node_id)
       const known = this.#init.bootstrap().find((a) => a.endsWith(`/p2p/${peer.toString()}`))
       const hasAddress = node.getConnections(peer).length > 0 || (await node.peerStore.has(peer))
-      const stream = await node.dialProtocol(
-        known && !hasAddress ? multiaddr(known) : peer,
-        CONTROL_PROTOCOL,
-        {
-          signal,
-        },
-      )
+      const stream = await this.#controlStream(peer, known && !hasAddress ? multiaddr(known) : peer, signal)
       const capabilities = this.#init.capabilities()
       const answer = await controlRequest(
         stream,
@@ -197,8 +195,12 @@ export class PeerManager {
       )
       state.rtt_ms = Math.round((performance.now() - started) * 100) / 100
       if (answer.type === 'handshake_response') this.#setCapabilities(state, answer.capabilities)
+      // Relayed to a trusted peer: try for a direct connection (once per relayed connection).
+      if (bestConnection(node.getConnections(peer))?.direct === false) node.services.nat.upgrade(peer)
+      // A punched connection's address is the NAT's mapping of one socket: no use once it closes.
       const addresses = node
         .getConnections(peer)
+        .filter((c) => connectionType(c) !== 'hole-punched')
         .map((c) => c.remoteAddr.decapsulateCode(P2P_CODE).toString())
       if (addresses.join() !== state.addresses.join()) {
         state.addresses = addresses
@@ -250,9 +252,7 @@ export class PeerManager {
     const peer = peerIdOf(nodeId)
     const valid = addresses.flatMap((a) => parseAddress(a)?.decapsulateCode(P2P_CODE) ?? [])
     if (valid.length > 0) await this.#init.node.peerStore.merge(peer, { multiaddrs: valid })
-    const stream = await this.#init.node.dialProtocol(peer, CONTROL_PROTOCOL, {
-      signal: AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS),
-    })
+    const stream = await this.#controlStream(peer, peer, AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS))
     const answer = await controlRequest(
       stream,
       { type: 'pair', secret },
@@ -287,7 +287,7 @@ export class PeerManager {
       models: state?.capabilities?.supported_models ?? [],
       load_factor: state?.capabilities?.load_factor ?? null,
       rtt_ms: state?.rtt_ms ?? null,
-      connection: connectionOf(connections.map((c) => c.remoteAddr)),
+      connection: describe(connections),
       last_seen: state?.last_seen ?? null,
       next_attempt:
         state?.status === 'failed' && state.retry_at > 0 ? new Date(state.retry_at).toISOString() : null,
@@ -318,6 +318,7 @@ export class PeerManager {
         load_factor: p.capabilities?.load_factor ?? 1,
         inflight: p.inflight,
         rtt_ms: p.rtt_ms,
+        connection: describe(this.#init.node.getConnections(peerIdOf(p.node_id)))?.type ?? null,
       })
     }
     return out
@@ -392,6 +393,19 @@ export class PeerManager {
       default:
         return { type: 'ack' }
     }
+  }
+
+  /**
+   * A `/gate/control` stream to `peer`: on its best open connection, a relayed one included
+   * (control messages are small), else by dialling `target`. libp2p's own dial would not reuse a
+   * relayed connection: it would open another circuit through the relay for each message.
+   */
+  #controlStream(peer: PeerId, target: PeerId | Multiaddr, signal: AbortSignal): Promise<Stream> {
+    const options = { signal, runOnLimitedConnection: true }
+    const open = bestConnection(this.#init.node.getConnections(peer))
+    return open
+      ? open.newStream(CONTROL_PROTOCOL, options)
+      : this.#init.node.dialProtocol(target, CONTROL_PROTOCOL, options)
   }
 
   /** Writes `peers.json` (atomically, after any write in progress). */
@@ -476,17 +490,10 @@ function withheld(nodeId: string): Capabilities {
 /** The multicodec of a multiaddr's `/p2p/<PeerId>` part. */
 const P2P_CODE = 421
 
-/** How open connections reach a node: the most direct of them (QUIC before TCP before a relay). */
-function connectionOf(addresses: Multiaddr[]): PeerConnection | null {
-  const kinds = new Set(
-    addresses.map((address): PeerConnection => {
-      const names = address.getComponents().map((c) => c.name)
-      if (names.includes('p2p-circuit')) return 'relayed'
-      if (names.includes('quic-v1')) return 'quic'
-      return names.includes('tcp') ? 'tcp' : 'other'
-    }),
-  )
-  return (['quic', 'tcp', 'relayed', 'other'] as const).find((kind) => kinds.has(kind)) ?? null
+/** How a node is reached: over the best of its open connections; null when there is none. */
+function describe(connections: Parameters<typeof bestConnection>[0]): PeerInfo['connection'] {
+  const best = bestConnection(connections)
+  return best ? describeConnection(best) : null
 }
 
 function parseAddress(text: string): Multiaddr | undefined {

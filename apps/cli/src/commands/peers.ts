@@ -74,6 +74,15 @@ export function registerPeersCommands(program: Command): void {
     })
 }
 
+/** `direct (QUIC)`, `hole-punched (TCP)`, `relayed via <relay node ID>`, or `none`. */
+function describeConnection(connection: PeerInfo['connection']): string {
+  if (!connection) return 'none'
+  if (connection.type === 'relayed') return `relayed via ${connection.relay ?? 'a relay'}`
+  return connection.transport === 'other'
+    ? connection.type
+    : `${connection.type} (${connection.transport.toUpperCase()})`
+}
+
 function describePeer(peer: PeerInfo): string {
   const retry = peer.next_attempt
     ? ` (next try in ${Math.max(0, Math.round((Date.parse(peer.next_attempt) - Date.now()) / 1000))} s)`
@@ -85,6 +94,7 @@ function describePeer(peer: PeerInfo): string {
     ['status', status],
     ['models', peer.models.join(', ') || 'none advertised'],
     ['load', peer.load_factor === null ? 'unknown' : `${Math.round(peer.load_factor * 100)}%`],
+    ['connection', describeConnection(peer.connection)],
     ['RTT', peer.rtt_ms === null ? 'unknown' : `${peer.rtt_ms} ms`],
     ['addresses', peer.addresses.join(' ') || 'none known'],
   ])
