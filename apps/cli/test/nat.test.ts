@@ -37,7 +37,22 @@ interface World {
   close(): Promise<void>
 }
 
-async function startWorld(natB: NatKind, circuit: Record<string, unknown> = {}): Promise<World> {
+/** An engine at home B: its name, the model it serves, and how many SSE events it cuts a reply into. */
+interface EngineSpec {
+  name: string
+  model: string
+  chunks: number
+}
+
+const CHAT_ENGINE: EngineSpec = { name: 'engine', model: MODEL, chunks: 5 }
+
+async function startWorld(
+  natB: NatKind,
+  {
+    circuit = {},
+    engines = [CHAT_ENGINE],
+  }: { circuit?: Record<string, unknown>; engines?: EngineSpec[] } = {},
+): Promise<World> {
   const lab = await startNatLab({ natB })
   const closers: Array<() => PromiseLike<void>> = [() => lab[Symbol.asyncDispose]()]
   const close = async () => {
@@ -67,19 +82,18 @@ async function startWorld(natB: NatKind, circuit: Record<string, unknown> = {}):
       }),
     )
     const { relay, address, nodeId } = await startRelay(relayHome, relayConfig)
-    const engine = lab.spawn(lab.ns.b, [process.execPath, ENGINE, JSON.stringify({ chunks: 5 })])
-    const engineUrl = JSON.parse(await firstLine(engine)).url as string
+    const providers = []
+    for (const spec of engines) {
+      const options = JSON.stringify({ chunks: spec.chunks, models: [spec.model], record: false })
+      const engine = lab.spawn(lab.ns.b, [process.execPath, ENGINE, options])
+      const url = JSON.parse(await firstLine(engine)).url as string
+      providers.push({ name: spec.name, kind: 'openai', url: `${url}/v1`, health_check_interval: 60 })
+    }
     const nat = { relays: [address], allow_private_addresses: true }
     const network = { p2p_host: '0.0.0.0', nat }
     const a = await gateHome({ network }, { netns: lab.ns.a })
     closers.push(() => a[Symbol.asyncDispose]())
-    const b = await gateHome(
-      {
-        network,
-        providers: [{ name: 'engine', kind: 'openai', url: `${engineUrl}/v1`, health_check_interval: 60 }],
-      },
-      { netns: lab.ns.b },
-    )
+    const b = await gateHome({ network, providers }, { netns: lab.ns.b })
     closers.push(() => b[Symbol.asyncDispose]())
     for (const home of [a, b]) {
       const started = await home.run(['daemon', '--background'])
@@ -132,8 +146,8 @@ async function startRelay(home: GateHome, config: string) {
 /** A pino line as `level msg {other fields}`. */
 function brief(line: string): string {
   try {
-    const { level, msg, time: _t, pid: _p, hostname: _h, ...rest } = JSON.parse(line)
-    return `${level} ${msg} ${JSON.stringify(rest)}`
+    const { level, msg, time, pid: _p, hostname: _h, ...rest } = JSON.parse(line)
+    return `${new Date(time).toISOString().slice(11, 23)} ${level} ${msg} ${JSON.stringify(rest)}`
   } catch {
     return line
   }
@@ -202,15 +216,15 @@ interface Exchange {
 }
 
 /** A streamed chat completion through node A's API, sent from inside home A. */
-async function chat(world: World, content: string, timeoutMs = 60_000): Promise<Exchange> {
-  const body = JSON.stringify({ model: MODEL, stream: true, messages: [{ role: 'user', content }] })
+async function chat(world: World, content: string, model = MODEL, timeoutMs = 60_000): Promise<Exchange> {
+  const body = JSON.stringify({ model, stream: true, messages: [{ role: 'user', content }] })
   const child = world.lab.spawn(world.lab.ns.a, [
     process.execPath,
     FETCH,
     `${world.apiA}/v1/chat/completions`,
     'POST',
-    body,
   ])
+  child.stdin?.end(body)
   let out = ''
   child.stdout?.on('data', (d) => {
     out += d
@@ -282,6 +296,106 @@ describe('two nodes behind endpoint-independent NATs', { skip }, () => {
       assert.equal(content(again.text), 'echo: and once more, direct')
       const listed = await world.a.run(['peers', 'list'])
       assert.match(listed.stdout, /connection\s+hole-punched \(TCP\)/)
+    })
+  })
+})
+
+/** The relay's limit on one relayed connection in the symmetric world: small, so a long answer outgrows it. */
+const DATA_LIMIT = 2 * 1024 * 1024
+
+describe('a symmetric NAT at home B', { skip }, () => {
+  let world: World
+  before(async () => {
+    world = await startWorld('symmetric', {
+      circuit: { data_limit: DATA_LIMIT },
+      // 40,000 SSE events, some 8 MB: more than one relayed connection may carry.
+      engines: [CHAT_ENGINE, { name: 'long', model: 'long-story', chunks: 40_000 }],
+    })
+    await pair(world)
+  })
+  after(async () => {
+    await world?.close()
+  })
+
+  it('carries the exchange relayed, and says so', async (t) => {
+    await diagnosed(t, world, async () => {
+      const reply = await chat(world, 'hello through a symmetric NAT')
+      assert.equal(reply.status, 200, reply.text)
+      assert.equal(content(reply.text), 'echo: hello through a symmetric NAT')
+      assert.match(reply.text, /data: \[DONE\]\n\n$/)
+      // B punched (it dialled the relayed connection) and missed: its NAT gave each destination
+      // another port.
+      await waitFor(async () => /hole punching failed: staying relayed/.test(await world.logs()), {
+        timeoutMs: 30_000,
+        intervalMs: 500,
+        label: 'the failed hole punch in the log',
+      })
+      const relayed = { type: 'relayed', transport: null, relay: world.relayNodeId }
+      assert.deepEqual(await connectionTo(world.a, world.nodeB), relayed)
+      assert.deepEqual(await connectionTo(world.b, world.nodeA), relayed)
+      const listed = await world.b.run(['peers', 'list'])
+      assert.match(listed.stdout, new RegExp(`connection\\s+relayed via ${world.relayNodeId}`))
+    })
+  })
+
+  it('ends a relayed answer that outgrows the relay’s data limit with a clear error, and refuses one that cannot fit', async (t) => {
+    await diagnosed(t, world, async () => {
+      const started = Date.now()
+      const cut = await chat(world, 'tell me a long story', 'long-story')
+      assert.equal(cut.status, 200)
+      assert.doesNotMatch(cut.text, /\[DONE\]/)
+      const error = /data: (\{"error".*\})\n\n$/.exec(cut.text)?.[1]
+      assert.ok(error, `an error event ends the stream: …${cut.text.slice(-300)}`)
+      assert.match(
+        JSON.parse(error).error.message,
+        new RegExp(
+          `relayed connection to node ${world.nodeB} through relay ${world.relayNodeId} ended mid-exchange: ` +
+            "the relay's data limit for one relayed connection \\(about 2\\.0 MiB\\) is used up",
+        ),
+      )
+      assert.ok(Date.now() - started < 30_000, 'the cut is noticed at once, not after a timeout')
+      // The cut took the relayed connection down; the nodes make another one.
+      await waitFor(async () => (await peers(world.a))[0]?.status === 'connected', {
+        timeoutMs: 30_000,
+        intervalMs: 250,
+        label: 'the peers relayed to each other again',
+      })
+      // A request larger than a relayed connection may carry is refused before a byte goes out.
+      const huge = await chat(world, 'x'.repeat(DATA_LIMIT))
+      assert.equal(huge.status, 502, huge.text)
+      assert.match(
+        JSON.parse(huge.text).error.message,
+        /reachable only through relay \w+, whose limits for one relayed connection .* leave no room for this request/,
+      )
+      const after = await chat(world, 'still there?')
+      assert.equal(content(after.text), 'echo: still there?')
+    })
+  })
+
+  it('recovers when the relay restarts mid-session', async (t) => {
+    await diagnosed(t, world, async () => {
+      world.relay.kill('SIGTERM')
+      await exited(world.relay)
+      await waitFor(async () => (await connectionTo(world.b, world.nodeA)) === null, {
+        timeoutMs: 30_000,
+        intervalMs: 250,
+        label: 'the relayed connection gone with the relay',
+      })
+      world.relay = (await startRelay(world.relayHome, world.relayConfig)).relay
+      for (const home of [world.a, world.b]) {
+        await waitFor(async () => (await status(home)).nat.relays[0]?.reserved === true, {
+          timeoutMs: 60_000,
+          intervalMs: 500,
+          label: 'the reservation made again',
+        })
+      }
+      await waitFor(async () => (await connectionTo(world.b, world.nodeA))?.type === 'relayed', {
+        timeoutMs: 60_000,
+        intervalMs: 500,
+        label: 'the peers relayed to each other again',
+      })
+      const reply = await chat(world, 'after the restart')
+      assert.equal(content(reply.text), 'echo: after the restart')
     })
   })
 })

@@ -84,6 +84,6 @@ export function outcome(status: number): 'ok' | 'warn' | 'error' {
 export function connectionLabel(connection: PeerConnection): string {
   if (connection.type === 'relayed')
     return connection.relay ? `relayed via ${shortId(connection.relay)}` : 'relayed'
-  const transport = { quic: 'QUIC', tcp: 'TCP', other: '' }[connection.transport]
+  const transport = connection.transport === 'quic' ? 'QUIC' : connection.transport === 'tcp' ? 'TCP' : ''
   return transport ? `${connection.type} · ${transport}` : connection.type
 }

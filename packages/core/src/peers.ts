@@ -22,8 +22,8 @@ export type ConnectionType = 'direct' | 'hole-punched' | 'relayed'
 /** The connection a node is reached over now: the best of its connections. */
 export interface PeerConnection {
   type: ConnectionType
-  /** What carries it: QUIC or TCP (for a relayed connection, the transport to the relay). */
-  transport: 'quic' | 'tcp' | 'other'
+  /** What carries it: QUIC or TCP; null for a relayed connection (the relay's hops are its own). */
+  transport: 'quic' | 'tcp' | 'other' | null
   /** The node ID of the relay a relayed connection goes through; null otherwise. */
   relay: string | null
 }

@@ -14,7 +14,7 @@ import {
   UpstreamError,
 } from '@gate/core'
 import type { Connection, PeerId } from '@libp2p/interface'
-import { bestConnection, describeConnection } from './connections.ts'
+import { bestConnection, describeConnection, relayedCutReason } from './connections.ts'
 import {
   DIRECT_UPGRADE_WAIT_MS,
   MAX_STREAMS_PER_CONNECTION,
@@ -289,17 +289,9 @@ async function* explainCut(
   }
 }
 
-/** Bytes a relayed connection may have left when the relay cuts it for going over its data limit: the two ends count a little apart. */
-const CUT_SLACK_BYTES = 64n * 1024n
-
-/** Why a relayed connection that closed mid-exchange did. */
+/** What a client reads when a relayed connection closes mid-exchange. */
 function relayedCut(connection: Connection, nodeId: string): string {
-  const left = connection.limits?.bytes
-  const why =
-    left !== undefined && left < CUT_SLACK_BYTES
-      ? "the relay's data limit for one relayed connection is used up"
-      : 'the relay closed it (its time limit for one relayed connection, or a restart)'
-  return `the relayed connection to node ${nodeId} through ${relayOf(connection)} ended mid-exchange: ${why}`
+  return `the relayed connection to node ${nodeId} through ${relayOf(connection)} ended mid-exchange: ${relayedCutReason(connection)}`
 }
 
 function relayOf(connection: Connection): string {

@@ -21,7 +21,7 @@ import type {
 import { peerIdFromString } from '@libp2p/peer-id'
 import { isPrivate } from '@libp2p/utils'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
-import { bestConnection, markPunched } from './connections.ts'
+import { bestConnection, markPunched, noteDataLimit } from './connections.ts'
 import {
   PEER_BACKOFF_MAX_MS,
   PEER_DIAL_TIMEOUT_MS,
@@ -102,6 +102,7 @@ export class NatTraversal implements Startable {
   readonly [Symbol.toStringTag] = '@gate/nat-traversal'
 
   async start(): Promise<void> {
+    this.#c.events.addEventListener('connection:open', this.#onConnection)
     if (!this.#init.enabled) return
     this.#stopping = new AbortController()
     await this.#c.registrar.handle(PUNCH_PROTOCOL, this.#answer, {
@@ -124,6 +125,7 @@ export class NatTraversal implements Startable {
     clearInterval(this.#timer)
     this.#stopping.abort(new Error('the node is stopping'))
     this.#c.events.removeEventListener('peer:identify', this.#onIdentify)
+    this.#c.events.removeEventListener('connection:open', this.#onConnection)
     if (this.#init.enabled) await this.#c.registrar.unhandle(PUNCH_PROTOCOL)
   }
 
@@ -182,6 +184,10 @@ export class NatTraversal implements Startable {
     const key = peer.toString()
     const tracked = punch.finally(() => this.#punches.delete(key))
     this.#punches.set(key, tracked)
+  }
+
+  readonly #onConnection = (event: CustomEvent<Connection>): void => {
+    noteDataLimit(event.detail)
   }
 
   readonly #onIdentify = (event: CustomEvent<IdentifyResult>): void => {

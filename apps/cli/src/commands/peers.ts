@@ -78,9 +78,8 @@ export function registerPeersCommands(program: Command): void {
 function describeConnection(connection: PeerInfo['connection']): string {
   if (!connection) return 'none'
   if (connection.type === 'relayed') return `relayed via ${connection.relay ?? 'a relay'}`
-  return connection.transport === 'other'
-    ? connection.type
-    : `${connection.type} (${connection.transport.toUpperCase()})`
+  const transport = connection.transport === 'quic' ? 'QUIC' : connection.transport === 'tcp' ? 'TCP' : null
+  return transport ? `${connection.type} (${transport})` : connection.type
 }
 
 function describePeer(peer: PeerInfo): string {

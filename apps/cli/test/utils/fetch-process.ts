@@ -1,10 +1,13 @@
 /**
  * One HTTP request from a process of its own, for a test that must make it inside a network
- * namespace: `node fetch-process.ts URL METHOD [BODY]`. Prints JSON lines as things happen:
+ * namespace: `node fetch-process.ts URL METHOD`, the body (if any) on stdin. Prints JSON lines:
  * `{"head": {status, headers}}`, then `{"chunk": text}` per body chunk, then `{"end": ms}` with the
  * time since the request left, or `{"error": message}`.
  */
-const [url, method = 'GET', body] = process.argv.slice(2)
+const [url, method = 'GET'] = process.argv.slice(2)
+const chunks: Buffer[] = []
+for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+const body = chunks.length > 0 ? Buffer.concat(chunks) : undefined
 const started = performance.now()
 const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`)
 try {
