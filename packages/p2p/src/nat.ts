@@ -19,7 +19,7 @@ import type {
   TransportManager,
 } from '@libp2p/interface-internal'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { isPrivate } from '@libp2p/utils'
+import { isPrivate, isPrivateIp } from '@libp2p/utils'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import { bestConnection, markPunched, noteDataLimit } from './connections.ts'
 import {
@@ -115,7 +115,7 @@ export class NatTraversal implements Startable {
 
   /** Once the transports listen: reservations need a connection to each relay. */
   afterStart(): void {
-    if (!this.#init.enabled) return
+    if (!this.#init.enabled || this.#relays.length === 0) return
     this.#timer = setInterval(() => this.#keepReservations(), RESERVATION_CHECK_MS)
     this.#timer.unref()
     this.#keepReservations()
@@ -199,9 +199,17 @@ export class NatTraversal implements Startable {
 
   /** The IP to punch from: where the relays see this node, if it may take part. */
   #punchIp(): string | undefined {
-    const observed = this.#observed
-    if (!observed || (isPrivate(observed) && !this.#init.allowPrivateAddresses)) return undefined
-    return observed.getComponents().find((c) => c.name === 'ip4' || c.name === 'ip6')?.value
+    const ip = this.#observed?.getComponents().find((c) => c.name === 'ip4' || c.name === 'ip6')?.value
+    return ip !== undefined && this.#mayPunch(ip) ? ip : undefined
+  }
+
+  /**
+   * Whether an address may take part in hole punching: a public one, or with
+   * `allow_private_addresses` any. A peer's address is held to the same rule, so that a trusted
+   * peer cannot send this node's SYNs into a private network it does not allow.
+   */
+  #mayPunch(ip: string): boolean {
+    return this.#init.allowPrivateAddresses || isPrivateIp(ip) !== true
   }
 
   #relayedAddress(relay: RelayState): Multiaddr | undefined {
@@ -273,6 +281,7 @@ export class NatTraversal implements Startable {
       const answer = await messages.read(signal)
       if (answer.type === 'refuse') throw new Error(`the peer declined: ${answer.reason}`)
       if (answer.type !== 'connect') throw new ProtocolError(`expected connect, got ${answer.type}`)
+      if (!this.#mayPunch(answer.ip)) throw new Error(`the peer's address ${answer.ip} is private`)
       await messages.write({ type: 'sync' }, signal)
       // The sync reaches the peer after half the round trip: both SYNs then leave together.
       await sleep((performance.now() - started) / 2, undefined, { signal })
@@ -297,8 +306,12 @@ export class NatTraversal implements Startable {
       if (request.type !== 'connect') throw new ProtocolError(`expected connect, got ${request.type}`)
       const ip = this.#punchIp()
       const trusted = this.#init.trusts(peerIdToNodeId(peer.toString()))
-      if (!trusted || ip === undefined) {
-        const reason = trusted ? 'no public address of this node is known' : 'not trusted'
+      if (!trusted || ip === undefined || !this.#mayPunch(request.ip)) {
+        const reason = !trusted
+          ? 'not trusted'
+          : ip === undefined
+            ? 'no public address of this node is known'
+            : `your address ${request.ip} is private`
         await messages.write({ type: 'refuse', reason }, signal)
         await stream.close()
         return

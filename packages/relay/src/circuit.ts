@@ -71,8 +71,7 @@ export class CircuitPolicy {
 
   /** Whether the peer announces Gate's DHT protocol, waiting for identify if it has not run yet. */
   async #isGateNode(node: RelayLibp2p, peer: PeerId): Promise<boolean> {
-    const speaks = async () =>
-      (await node.peerStore.get(peer).catch(() => undefined))?.protocols.includes(DHT_PROTOCOL) ?? false
+    const protocols = async () => (await node.peerStore.get(peer).catch(() => undefined))?.protocols ?? []
     let identified: () => void = () => {}
     const wait = new Promise<void>((resolve) => {
       identified = resolve
@@ -83,9 +82,9 @@ export class CircuitPolicy {
     node.addEventListener('peer:identify', onIdentify)
     const timer = setTimeout(identified, IDENTIFY_WAIT_MS)
     try {
-      if (await speaks()) return true
-      await wait
-      return await speaks()
+      // No protocols known yet: identify has not run on this side.
+      if ((await protocols()).length === 0) await wait
+      return (await protocols()).includes(DHT_PROTOCOL)
     } finally {
       clearTimeout(timer)
       node.removeEventListener('peer:identify', onIdentify)
