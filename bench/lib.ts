@@ -156,11 +156,13 @@ export async function freePort(): Promise<number> {
   return port
 }
 
+/** wrk against `url`; `netns`: run it inside that network namespace (`ip netns exec`). */
 export async function wrk(
   url: string,
   script: string,
   connections: number,
   headers: Record<string, string> = {},
+  netns?: string,
 ): Promise<LoadResult> {
   const threads = Math.min(2, connections)
   const extra = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`])
@@ -174,8 +176,10 @@ export async function wrk(
     script,
     url,
   ]
-  await run('wrk', [...args.slice(0, 2), '-d1s', ...args.slice(3)]) // warm-up
-  const { stdout } = await run('wrk', args)
+  const wrkIn = (wrkArgs: string[]) =>
+    netns ? run('ip', ['netns', 'exec', netns, 'wrk', ...wrkArgs]) : run('wrk', wrkArgs)
+  await wrkIn([...args.slice(0, 2), '-d1s', ...args.slice(3)]) // warm-up
+  const { stdout } = await wrkIn(args)
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1])
   const p50 = wrkLatency(stdout, '50%')
   const p99 = wrkLatency(stdout, '99%')

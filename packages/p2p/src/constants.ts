@@ -1,5 +1,9 @@
 /** How long reaching a peer (dial and protocol negotiation) may take. @default 10_000 ms */
 export const PEER_DIAL_TIMEOUT_MS = 10_000
+/** How long redeeming an invite may take to reach the node that made it. @default 25 s */
+export const PAIR_TIMEOUT_MS = 25_000
+/** The wait between two attempts to reach the node that made an invite. @default 500 ms */
+export const PAIR_RETRY_MS = 500
 /** How often trusted peers are reached, their capabilities refreshed and ours pushed if changed. @default 2000 ms */
 export const PEER_REFRESH_MS = 2000
 /** The longest wait between attempts to reach an unreachable trusted peer. @default 60_000 ms */

@@ -8,27 +8,50 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 const SUBNETS_TTL_MS = 10_000
 
 /**
- * The order libp2p dials a peer's addresses in, one after the other: public addresses and private
- * ones on a network this host is on first; then relayed addresses; then private addresses of
- * networks this host is not on (a peer's home LAN, seen from another one); loopback last.
- * libp2p's own order puts relayed addresses after every private one, and a private address on
- * someone else's network takes a whole dial timeout to fail (QUIC hears no answer), so a peer
- * behind a NAT would only be reached through its relay after its dial budget is spent.
+ * How Gate dials a peer's addresses. libp2p dials them one after the other, and a QUIC dial that
+ * hears no answer cannot be abandoned (the QUIC transport ignores the abort signal and waits out
+ * its 10 s idle timeout), so each unreachable address ahead of a good one costs seconds:
+ * - `sorter`: public addresses and private ones on a network this host is on first; then relayed
+ *   addresses; then private addresses of networks this host is not on (a peer's home LAN, seen from
+ *   another one); loopback last. libp2p's own order puts relayed addresses after every private one,
+ *   so a peer behind a NAT would only be reached through its relay once its dial budget is spent.
+ * - `denyDial`: no QUIC to a private address of a network this host is not on, but for the relays
+ *   (`relayPeers`, named in the config). Such an address is some other network's; when it is
+ *   reachable at all (a routed LAN, a VPN), its TCP twin is, and a TCP dial that gets nowhere is
+ *   abandoned on time.
  */
-export function dialOrder(subnets: () => BlockList = ownSubnets()): AddressSorter {
+export function dialPolicy(
+  relayPeers: ReadonlySet<string>,
+  subnets: () => BlockList = ownSubnets(),
+): { sorter: AddressSorter; denyDial: (ma: Multiaddr) => boolean } {
+  const elsewhere = (ma: Multiaddr): boolean => {
+    if (!isPrivate(ma) || isLoopback(ma)) return false
+    const config = tryGetNetConfig(ma)
+    if (config?.type !== 'ip4' && config?.type !== 'ip6') return true
+    return !subnets().check(config.host, config.type === 'ip4' ? 'ipv4' : 'ipv6')
+  }
   const rank = (ma: Multiaddr): number => {
     // A relayed address through a relay's loopback address reaches nothing off the relay's host.
-    if (ma.getComponents().some((c) => c.name === 'p2p-circuit')) return isLoopback(ma) ? 3 : 1
+    if (isRelayed(ma)) return isLoopback(ma) ? 3 : 1
     if (isLoopback(ma)) return 3
-    if (!isPrivate(ma)) return 0
-    const config = tryGetNetConfig(ma)
-    if (config?.type !== 'ip4' && config?.type !== 'ip6') return 2
-    return subnets().check(config.host, config.type === 'ip4' ? 'ipv4' : 'ipv6') ? 0 : 2
+    return elsewhere(ma) ? 2 : 0
   }
-  return (a: Address, b: Address) =>
-    sign(rank(a.multiaddr) - rank(b.multiaddr)) ||
-    reliableTransportsFirst(a.multiaddr, b.multiaddr) ||
-    sign(Number(b.isCertified) - Number(a.isCertified))
+  return {
+    sorter: (a: Address, b: Address) =>
+      sign(rank(a.multiaddr) - rank(b.multiaddr)) ||
+      reliableTransportsFirst(a.multiaddr, b.multiaddr) ||
+      sign(Number(b.isCertified) - Number(a.isCertified)),
+    denyDial: (ma) => {
+      const components = ma.getComponents()
+      if (isRelayed(ma) || !components.some((c) => c.name === 'quic-v1')) return false
+      const peer = components.findLast((c) => c.name === 'p2p')?.value
+      return !(peer !== undefined && relayPeers.has(peer)) && elsewhere(ma)
+    },
+  }
+}
+
+function isRelayed(ma: Multiaddr): boolean {
+  return ma.getComponents().some((c) => c.name === 'p2p-circuit')
 }
 
 /** The subnets of this host's interfaces, read again once they are SUBNETS_TTL_MS old. */

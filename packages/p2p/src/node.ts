@@ -20,9 +20,11 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { type Ping, ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { type UPnPNAT, uPnPNAT } from '@libp2p/upnp-nat'
+import { isLoopback } from '@libp2p/utils'
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import { MAX_STREAMS_PER_CONNECTION, UNTRUSTED_CONNECTION_SHARE } from './constants.ts'
-import { dialOrder } from './dial-order.ts'
+import { dialPolicy } from './dial-order.ts'
 import { type NatTraversal, natTraversal } from './nat.ts'
 
 /** Gate's own DHT: Gate nodes do not join the public IPFS one. */
@@ -120,7 +122,7 @@ const AUTONAT_INIT = { protocolPrefix: 'gate' }
 export async function createP2PNode(init: P2PNodeInit): Promise<GateLibp2p> {
   const { nat, trusts } = init
   let node: GateLibp2p | undefined
-  const base = baseOptions(init, () => node?.getConnections() ?? [])
+  const base = baseOptions(init, () => node?.getConnections() ?? [], nat?.relays)
   node = await createLibp2p<GateServices>({
     ...base,
     peerDiscovery: init.mdns ? [mdns({ serviceTag: MDNS_SERVICE_TAG })] : [],
@@ -179,28 +181,54 @@ export async function createRelayNode(init: RelayNodeInit): Promise<RelayLibp2p>
   return node
 }
 
-/** The options every Gate node shares; `connections` reads the node's connections once it exists. */
-function baseOptions(init: BaseNodeInit, connections: () => Connection[]) {
+/**
+ * The options every Gate node shares; `connections` reads the node's connections once it exists,
+ * `relays` are the relays it is told to use.
+ */
+function baseOptions(init: BaseNodeInit, connections: () => Connection[], relays: readonly string[] = []) {
   const { host, port, trusts } = init
   const ip = isIPv6(host) ? 'ip6' : 'ip4'
   const maxConnections = init.maxConnections ?? DEFAULT_MAX_CONNECTIONS
   const untrustedCap = Math.max(1, Math.floor(maxConnections * UNTRUSTED_CONNECTION_SHARE))
   const untrusted = (peer: PeerId): boolean =>
     trusts !== undefined && !trusts(peerIdToNodeId(peer.toString()))
+  const dial = dialPolicy(new Set(relays.map(peerOfAddress)))
   const connectionGater: ConnectionGater = {
     denyInboundEncryptedConnection: (peer) =>
       untrusted(peer) && connections().filter((c) => untrusted(c.remotePeer)).length >= untrustedCap,
+    denyDialMultiaddr: dial.denyDial,
   }
   return {
-    connectionManager: { maxConnections, addressSorter: dialOrder() },
+    connectionManager: { maxConnections, addressSorter: dial.sorter },
     connectionGater,
     privateKey: libp2pPrivateKey(init.identity),
-    addresses: { listen: [`/${ip}/${host}/udp/${port}/quic-v1`, `/${ip}/${host}/tcp/${port}`] },
+    addresses: {
+      listen: [`/${ip}/${host}/udp/${port}/quic-v1`, `/${ip}/${host}/tcp/${port}`],
+      announceFilter: withoutLoopback,
+    },
     // QUIC brings its own TLS 1.3 and stream muxing; noise and yamux serve TCP only.
     transports: [quic(), tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux({ maxInboundStreams: MAX_STREAMS_PER_CONNECTION })],
   } satisfies Libp2pOptions
+}
+
+/**
+ * A node's own addresses, as it tells others of them: loopback ones only when it has no other. A
+ * peer elsewhere that dials one reaches its own host (and a QUIC dial to it waits out a timeout).
+ */
+function withoutLoopback(addresses: Multiaddr[]): Multiaddr[] {
+  const outside = addresses.filter((ma) => !isLoopback(ma))
+  return outside.length > 0 ? outside : addresses
+}
+
+/** The PeerId a multiaddr ends in (`…/p2p/<PeerId>`), or '' when it names none. */
+function peerOfAddress(address: string): string {
+  return (
+    multiaddr(address)
+      .getComponents()
+      .findLast((c) => c.name === 'p2p')?.value ?? ''
+  )
 }
 
 function baseServices() {

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import {
   Breaker,
   type BreakerState,
@@ -17,7 +18,13 @@ import {
 import type { PeerId, Stream } from '@libp2p/interface'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import { bestConnection, connectionType, describeConnection } from './connections.ts'
-import { PEER_BACKOFF_MAX_MS, PEER_DIAL_TIMEOUT_MS, PEER_REFRESH_MS } from './constants.ts'
+import {
+  PAIR_RETRY_MS,
+  PAIR_TIMEOUT_MS,
+  PEER_BACKOFF_MAX_MS,
+  PEER_DIAL_TIMEOUT_MS,
+  PEER_REFRESH_MS,
+} from './constants.ts'
 import { CONTROL_PROTOCOL, type ControlPayload, controlRequest } from './control.ts'
 import { type GateLibp2p, peerIdOf } from './node.ts'
 
@@ -252,7 +259,7 @@ export class PeerManager {
     const peer = peerIdOf(nodeId)
     const valid = addresses.flatMap((a) => parseAddress(a)?.decapsulateCode(P2P_CODE) ?? [])
     if (valid.length > 0) await this.#init.node.peerStore.merge(peer, { multiaddrs: valid })
-    const stream = await this.#controlStream(peer, peer, AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS))
+    const stream = await this.#reach(peer, AbortSignal.timeout(PAIR_TIMEOUT_MS))
     const answer = await controlRequest(
       stream,
       { type: 'pair', secret },
@@ -392,6 +399,23 @@ export class PeerManager {
       }
       default:
         return { type: 'ack' }
+    }
+  }
+
+  /**
+   * A `/gate/control` stream to `peer`, tried again until `signal` aborts. libp2p joins a dial to
+   * the same peer already under way, and the DHT may have started one with only the addresses it
+   * had learnt (a home LAN's, unreachable from here), not the relayed ones just put in the peer
+   * store: that dial can take a QUIC timeout per address, and fails; the next starts afresh.
+   */
+  async #reach(peer: PeerId, signal: AbortSignal): Promise<Stream> {
+    for (;;) {
+      try {
+        return await this.#controlStream(peer, peer, signal)
+      } catch (err) {
+        if (signal.aborted) throw err
+        await sleep(PAIR_RETRY_MS)
+      }
     }
   }
 

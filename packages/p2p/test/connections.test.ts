@@ -4,16 +4,16 @@ import { describe, it } from 'node:test'
 import type { Address, Connection } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { bestConnection } from '../src/connections.ts'
-import { dialOrder } from '../src/dial-order.ts'
+import { dialPolicy } from '../src/dial-order.ts'
 
 const RELAY = '12D3KooWLh4PZofLnkHcVLh8xzhKmVLw7sMco7LGzvPUTDF6tSJT'
 const PEER = '12D3KooWCCuvQX34FsFsB3BEWdFxfWsH9hpVTK2ng7zQQeQPSc58'
 
-describe('dial order', () => {
-  // This host is on 10.71.2.0/24; the peer's home is 10.71.1.0/24.
+describe('dial policy', () => {
+  // This host is on 10.71.2.0/24; the peer's home is 10.71.1.0/24; the relay is on 172.31.0.0/24.
   const subnets = new BlockList()
   subnets.addSubnet('10.71.2.0', 24, 'ipv4')
-  const sorter = dialOrder(() => subnets)
+  const { sorter, denyDial } = dialPolicy(new Set([RELAY]), () => subnets)
   const sort = (addresses: string[]) =>
     addresses
       .map((a): Address => ({ multiaddr: multiaddr(a), isCertified: false }))
@@ -41,6 +41,17 @@ describe('dial order', () => {
         `/ip4/127.0.0.1/tcp/41145/p2p/${RELAY}/p2p-circuit`,
       ],
     )
+  })
+
+  it('dials no QUIC to a private address of another network, but for a relay the config names', () => {
+    const denied = (address: string) => denyDial(multiaddr(address))
+    assert.equal(denied(`/ip4/10.71.1.2/udp/4001/quic-v1/p2p/${PEER}`), true, 'a home LAN elsewhere')
+    assert.equal(denied(`/ip4/10.71.1.2/tcp/4001/p2p/${PEER}`), false, 'its TCP twin is tried')
+    assert.equal(denied(`/ip4/10.71.2.7/udp/4001/quic-v1/p2p/${PEER}`), false, 'this host’s LAN')
+    assert.equal(denied(`/ip4/93.184.216.34/udp/4001/quic-v1/p2p/${PEER}`), false, 'public')
+    assert.equal(denied(`/ip4/127.0.0.1/udp/4001/quic-v1/p2p/${PEER}`), false, 'this host')
+    assert.equal(denied(`/ip4/172.31.0.1/udp/41145/quic-v1/p2p/${RELAY}`), false, 'a relay')
+    assert.equal(denied(`/ip4/172.31.0.1/udp/41145/quic-v1/p2p/${RELAY}/p2p-circuit/p2p/${PEER}`), false)
   })
 })
 

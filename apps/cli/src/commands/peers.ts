@@ -2,6 +2,12 @@ import type { PeerInfo } from '@gate/rpc'
 import type { Command } from 'commander'
 import { cliPaths, connect, output, progress, table } from '../context.ts'
 
+/**
+ * How long `peers add` and `peers join` wait for the daemon: reaching a peer behind a NAT may take
+ * two dials (a relayed one after the addresses that do not answer) and a round of messages.
+ */
+const REACH_TIMEOUT_MS = 30_000
+
 export function registerPeersCommands(program: Command): void {
   const peers = program.command('peers').description('trusted peers: add, list, remove')
 
@@ -17,6 +23,7 @@ export function registerPeersCommands(program: Command): void {
       const { peer } = await rpc.call(
         'add_peer',
         address === undefined ? { node_id: nodeId } : { node_id: nodeId, address },
+        { timeoutMs: REACH_TIMEOUT_MS },
       )
       output(options.json, peer, () => `trusted ${peer.node_id}\n${describePeer(peer)}`)
     })
@@ -59,7 +66,7 @@ export function registerPeersCommands(program: Command): void {
     .action(async (code: string, options: { json?: boolean }) => {
       const { rpc } = await connect(cliPaths())
       progress('pairing…')
-      const { peer } = await rpc.call('join_invite', { code })
+      const { peer } = await rpc.call('join_invite', { code }, { timeoutMs: REACH_TIMEOUT_MS })
       output(options.json, peer, () => `paired with ${peer.node_id}\n${describePeer(peer)}`)
     })
 

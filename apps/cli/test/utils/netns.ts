@@ -1,11 +1,11 @@
 /**
- * A small internet inside network namespaces, for NAT traversal tests: a "public" network (a
- * bridge) where the relay runs, and two homes, each behind its own router that masquerades the
- * home's private network onto the public one, as a home router does. Private address ranges only;
- * nothing is routed out of the machine. Needs root, `ip` (iproute2) and `iptables`.
+ * A small internet inside network namespaces, for NAT traversal tests and benchmarks: a "public"
+ * network (a bridge) where the relay runs, and homes, each behind its own router that masquerades
+ * the home's private network onto the public one, as a home router does. Private address ranges
+ * only; nothing is routed out of the machine. Needs root, `ip` (iproute2) and `iptables`.
  *
- *   public  172.31.0.0/24  bridge 172.31.0.1 (relay) ── router A 172.31.0.2 ── home A 10.71.1.2
- *                                                    └─ router B 172.31.0.3 ── home B 10.71.2.2
+ *   public  172.31.0.0/24  bridge 172.31.0.1 (relay) ── router 1 172.31.0.2 ── home 1 10.71.1.2
+ *                                                    └─ router 2 172.31.0.3 ── home 2 10.71.2.2 …
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -13,7 +13,8 @@ import { promisify } from 'node:util'
 
 const run = promisify(execFile)
 
-export const PUBLIC_NET = { relay: '172.31.0.1', routerA: '172.31.0.2', routerB: '172.31.0.3' }
+/** The relay's address in the public network; router i (from 0) is 172.31.0.(2 + i). */
+export const PUBLIC_NET = { relay: '172.31.0.1' }
 
 /** How a home's router maps its private addresses. */
 export type NatKind =
@@ -23,8 +24,8 @@ export type NatKind =
   | 'symmetric'
 
 export interface NatLab extends AsyncDisposable {
-  /** Namespace names. */
-  ns: { public: string; a: string; b: string }
+  /** Namespace names: the public network's, and each home's, in the order asked for. */
+  ns: { public: string; homes: string[] }
   /** Starts `command` in namespace `ns`; stopped (and its namespace emptied) when the lab is disposed. */
   spawn(ns: string, command: readonly string[], options?: { env?: NodeJS.ProcessEnv }): ChildProcess
 }
@@ -62,18 +63,22 @@ export async function natLabUnavailable(): Promise<string | undefined> {
   }
 }
 
-/** Builds the lab; home B's router is `natB`. Always dispose it, failures included. */
-export async function startNatLab({
-  natB = 'endpoint-independent',
-}: {
-  natB?: NatKind
-} = {}): Promise<NatLab> {
+/** Builds the lab: a home behind a router of each kind given. Always dispose it, failures included. */
+export async function startNatLab(nats: readonly NatKind[]): Promise<NatLab> {
   const prefix = `gate-${randomBytes(3).toString('hex')}`
-  const names = ['public', 'ra', 'a', 'rb', 'b'].map((n) => `${prefix}-${n}`)
-  const [pub, ra, a, rb, b] = names as [string, string, string, string, string]
+  const pub = `${prefix}-public`
+  const homes = nats.map((nat, i) => ({
+    nat,
+    router: `${prefix}-r${i + 1}`,
+    home: `${prefix}-h${i + 1}`,
+    port: `w${i + 1}`,
+    wan: `172.31.0.${i + 2}`,
+    lan: `10.71.${i + 1}`,
+  }))
+  const names = [pub, ...homes.flatMap((h) => [h.router, h.home])]
   const children = new Set<ChildProcess>()
   const lab: NatLab = {
-    ns: { public: pub, a, b },
+    ns: { public: pub, homes: homes.map((h) => h.home) },
     spawn(ns, command, options = {}) {
       const child = spawn('ip', ['netns', 'exec', ns, ...command], {
         env: options.env ?? process.env,
@@ -120,17 +125,6 @@ export async function startNatLab({
     await ip('-n', pub, 'link', 'add', 'br0', 'type', 'bridge')
     await ip('-n', pub, 'addr', 'add', `${PUBLIC_NET.relay}/24`, 'dev', 'br0')
     await ip('-n', pub, 'link', 'set', 'br0', 'up')
-    const homes = [
-      {
-        router: ra,
-        home: a,
-        port: 'wa',
-        wan: PUBLIC_NET.routerA,
-        lan: '10.71.1',
-        nat: 'endpoint-independent',
-      },
-      { router: rb, home: b, port: 'wb', wan: PUBLIC_NET.routerB, lan: '10.71.2', nat: natB },
-    ]
     for (const h of homes) {
       await ip('link', 'add', 'wan', 'netns', h.router, 'type', 'veth', 'peer', 'name', h.port, 'netns', pub)
       await ip('-n', pub, 'link', 'set', h.port, 'master', 'br0', 'up')
