@@ -280,6 +280,19 @@ export async function rssMb(pid: number): Promise<{ total: number; anon: number;
   return { total: mb('VmRSS'), anon: mb('RssAnon'), file: mb('RssFile') }
 }
 
+export function f(n: number, digits = 3): string {
+  return n.toFixed(digits)
+}
+
+/** A difference with its sign: +0.120, -0.050. */
+export function signed(n: number): string {
+  return `${n < 0 ? '' : '+'}${f(n)}`
+}
+
+export function ratio(a: number, b: number): string {
+  return `${(a / b).toFixed(2)}×`
+}
+
 /** Prints rows as a table: the first column left-aligned, the rest right-aligned. */
 export function printTable(rows: string[][]): void {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? []

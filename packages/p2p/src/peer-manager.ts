@@ -239,16 +239,25 @@ export class PeerManager {
       const ma = parseAddress(address)
       if (!ma)
         throw new InvalidRequestError(`not a multiaddr: ${JSON.stringify(address)}`, { param: 'address' })
-      const named = ma.getComponents().find((c) => c.code === P2P_CODE)?.value
+      // The last /p2p/ names the node (a relayed address names its relay first).
+      const named = ma.getComponents().findLast((c) => c.code === P2P_CODE)?.value
       if (named !== undefined && named !== nodeIdToPeerId(nodeId)) {
         throw new InvalidRequestError(`address belongs to ${named}, not to node ${nodeId}`, {
           param: 'address',
         })
       }
       const plain = ma.decapsulateCode(P2P_CODE)
-      await this.#init.node.peerStore.merge(peerIdOf(nodeId), { multiaddrs: [plain] })
+      const peer = peerIdOf(nodeId)
+      await this.#init.node.peerStore.merge(peer, { multiaddrs: [plain] })
       state.addresses = [...new Set([...state.addresses, plain.toString()])]
       this.#saveCache()
+      // The address given is dialled first: libp2p's order could take another the peer store has
+      // (a relayed one) before it. A failure is the handshake's to report.
+      await this.#init.node
+        .dial(plain.encapsulate(`/p2p/${peer.toString()}`), {
+          signal: AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS),
+        })
+        .catch(() => {})
     }
     await this.#handshake(state)
     return this.info(nodeId)
