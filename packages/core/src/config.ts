@@ -142,7 +142,7 @@ export const ConfigSchema = z.strictObject({
   relay: z
     .strictObject({
       /** Relays to register with: multiaddrs ending in `/p2p/<relay PeerId>`. */
-      addresses: z.array(nonEmpty).default([]),
+      addresses: z.array(peerMultiaddr).default([]),
       /** The relay domain this node expects its name under; the relay's is taken when absent. */
       domain: nonEmpty.optional(),
       /** A CA to get a certificate from by DNS-01; a self-signed one in `certs/` without. */

@@ -219,7 +219,10 @@ export class Mesh {
     if (connection.direct) return connection
     const punch = this.node.services.nat.pending(peer)
     if (punch) {
-      await Promise.race([punch, sleep(DIRECT_UPGRADE_WAIT_MS, undefined, { signal }).catch(() => {})])
+      await Promise.race([
+        punch,
+        sleep(DIRECT_UPGRADE_WAIT_MS, undefined, { signal, ref: false }).catch(() => {}),
+      ])
       signal.throwIfAborted()
       connection = bestConnection(this.node.getConnections(peer)) ?? connection
       if (connection.direct) return connection

@@ -354,10 +354,16 @@ export class NatTraversal implements Startable {
       direction,
       log: this.#c.logger.forComponent('libp2p:gate:punch:connection'),
     })
-    const connection = await this.#c.upgrader.upgradeOutbound(maConn, {
-      signal,
-      initiator: direction === 'outbound',
-    })
+    let connection: Connection
+    try {
+      connection = await this.#c.upgrader.upgradeOutbound(maConn, {
+        signal,
+        initiator: direction === 'outbound',
+      })
+    } catch (err) {
+      maConn.abort(err instanceof Error ? err : new Error(String(err)))
+      throw err
+    }
     markPunched(connection)
     this.#init.logger.info(
       { peer: peer.toString(), address: connection.remoteAddr.toString() },
