@@ -10,12 +10,14 @@
  * one control message back.
  */
 import fc from 'fast-check'
+import { FRAME_TYPES } from '../packages/p2p/src/frames.ts'
 import { type ControlPayload, controlStreamHandler, ProtocolError } from '../packages/p2p/src/index.ts'
-import { encodeFrame, hostileBytes } from './frames.ts'
+import { decodeAll, encodeFrame, hostileBytes } from './frames.ts'
 import {
   applyEdit,
   awkwardString,
   byteEdit,
+  describe,
   ensure,
   mutate,
   mutation,
@@ -25,7 +27,7 @@ import {
 } from './lib.ts'
 import { FAKE_CONNECTION, FakeStream } from './stream.ts'
 
-const HEAD = 1
+const HEAD = FRAME_TYPES.head
 /** The longest invite secret a node takes (control.ts). */
 const MAX_SECRET_CHARS = 256
 const CAPABILITY_TYPES = ['handshake', 'handshake_response', 'capability_response', 'capability_update']
@@ -118,17 +120,21 @@ async function check(input: Input): Promise<void> {
 
   if (broken) throw new PropertyFailure(`handed on a payload that is not a ControlPayload: ${broken}`)
   if (fake.abortedWith)
-    ensure(
-      fake.abortedWith instanceof ProtocolError,
-      `reset with ${fake.abortedWith.name}: ${fake.abortedWith.message}`,
-    )
-  for (const err of protocolErrors) ensure(err instanceof ProtocolError, `onProtocolError got ${String(err)}`)
+    ensure(fake.abortedWith instanceof ProtocolError, `reset with ${describe(fake.abortedWith)}`)
+  for (const err of protocolErrors)
+    ensure(err instanceof ProtocolError, `onProtocolError got ${describe(err)}`)
   if (input.kind === 'valid') {
     ensure(
       JSON.stringify(handed) === JSON.stringify(input.message.payload),
       'a valid request was not handed on as sent',
     )
-    if (!input.reset) ensure(answeredOnce(fake.output()), 'a valid request got no control message back')
+    if (!input.reset) {
+      const [answer, ...more] = await decodeAll(fake.output())
+      ensure(
+        answer?.type === 'head' && answer.value.version === 1 && more.length === 0,
+        'a valid request did not get one control message back',
+      )
+    }
   }
 }
 
@@ -166,17 +172,4 @@ function isCapabilities(value: unknown): boolean {
     c.load_factor >= 0 &&
     c.load_factor <= 1
   )
-}
-
-/** `sent` is one head frame holding a version-1 control message: the handler's answer. */
-function answeredOnce(sent: Uint8Array): boolean {
-  let length = 0
-  let i = 0
-  for (; i < 5 && i < sent.length; i++) {
-    length += ((sent[i] as number) & 0x7f) * 2 ** (7 * i)
-    if ((sent[i] as number) < 0x80) break
-  }
-  if (sent[i + 1] !== HEAD || i + 1 + length !== sent.length) return false
-  const answer = JSON.parse(Buffer.from(sent.subarray(i + 2)).toString())
-  return answer.version === 1 && answer.payload?.type === 'ack'
 }

@@ -12,6 +12,7 @@
  */
 import { setImmediate } from 'node:timers/promises'
 import fc from 'fast-check'
+import { FRAME_TYPES } from '../packages/p2p/src/frames.ts'
 import {
   type Frame,
   FrameStream,
@@ -19,14 +20,14 @@ import {
   ProtocolError,
   RECEIVE_WINDOW,
 } from '../packages/p2p/src/index.ts'
-import { anyJson, awkwardString, ensure, PropertyFailure, split, type Target } from './lib.ts'
+import { anyJson, awkwardString, describe, ensure, PropertyFailure, split, type Target } from './lib.ts'
 import { FakeResetError, FakeStream } from './stream.ts'
 
-const TYPE = { head: 1, data: 2, end: 3, error: 4, credit: 5 } as const
+const TYPE = FRAME_TYPES
 /** Largest payload of one frame: the cap counts the type byte. */
 const MAX_PAYLOAD = MAX_FRAME_BYTES - 1
 
-export function varint(n: number): number[] {
+function varint(n: number): number[] {
   const out: number[] = []
   while (n >= 0x80) {
     out.push((n % 0x80) | 0x80)
@@ -39,6 +40,17 @@ export function varint(n: number): number[] {
 /** One frame as Gate's framing spec writes it: varint(1 + payload length), type byte, payload. */
 export function encodeFrame(type: number, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
   return Buffer.concat([Uint8Array.from([...varint(1 + payload.length), type]), payload])
+}
+
+/** The frames in `bytes` (what a handler sent), read back by the decoder; throws if they are not whole. */
+export async function decodeAll(bytes: Uint8Array): Promise<Frame[]> {
+  const fake = new FakeStream()
+  const frames = new FrameStream(fake.asStream())
+  fake.deliver(bytes)
+  fake.finish('end')
+  const out: Frame[] = []
+  for (let frame = await frames.next(); frame; frame = await frames.next()) out.push(frame)
+  return out
 }
 
 /** A frame of a well-behaved peer, as the reader must see it again (credit aside). */
@@ -346,8 +358,4 @@ function summary(frame: Frame): unknown {
     return { type: 'data', size: frame.bytes.length, fill: frame.bytes.every((b) => b === fill) ? fill : -1 }
   }
   return frame
-}
-
-function describe(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}` : String(err)
 }

@@ -6,20 +6,23 @@
  *
  * Properties: the handler settles and resets the stream only with a ProtocolError, and reports
  * only those (or the failure to answer on a stream already reset) as protocol errors; a request it serves has a head of the documented shape and a body
- * within the limit; a valid request is served as sent; an answer goes out as one whole message.
+ * within the limit; a valid request is served as sent; a stream left open carries one whole
+ * answer (head, body, end).
  */
 import fc from 'fast-check'
+import { FRAME_TYPES } from '../packages/p2p/src/frames.ts'
 import {
   type HeaderMap,
   httpStreamHandler,
   type IncomingRequest,
   ProtocolError,
 } from '../packages/p2p/src/index.ts'
-import { encodeFrame, hostileBytes } from './frames.ts'
+import { decodeAll, encodeFrame, hostileBytes } from './frames.ts'
 import {
   applyEdit,
   awkwardString,
   byteEdit,
+  describe,
   ensure,
   mutate,
   mutation,
@@ -29,7 +32,7 @@ import {
 } from './lib.ts'
 import { FAKE_CONNECTION, FakeResetError, FakeStateError, FakeStream } from './stream.ts'
 
-const TYPE = { head: 1, data: 2, end: 3 } as const
+const TYPE = FRAME_TYPES
 /** Small, so that bodies reach it. */
 const MAX_BODY_BYTES = 4096
 const ANSWER = { status: 200, headers: { 'content-type': 'text/plain' } }
@@ -139,22 +142,24 @@ async function check(input: Input): Promise<void> {
   await done
 
   if (fake.abortedWith)
-    ensure(
-      fake.abortedWith instanceof ProtocolError,
-      `reset with ${fake.abortedWith.name}: ${fake.abortedWith.message}`,
-    )
+    ensure(fake.abortedWith instanceof ProtocolError, `reset with ${describe(fake.abortedWith)}`)
   // Once the stream is reset (by the peer, or by the decoder for a frame past the request), the
   // failure to answer on it is what gets reported.
   for (const err of reported)
     ensure(
       err instanceof ProtocolError ||
         ((err instanceof FakeResetError || err instanceof FakeStateError) && fake.status !== 'open'),
-      `reported as a protocol error: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`,
+      `reported as a protocol error: ${describe(err)}`,
     )
   if (served) {
     ensure(!input.refused, 'a refused requester was served')
     checkHead(served.head)
     ensure(served.body.length <= MAX_BODY_BYTES, `served a body of ${served.body.length} bytes`)
+  }
+  // Served, refused or too large, a stream left open carries one whole answer back.
+  if (!input.reset && !fake.abortedWith) {
+    const types = (await decodeAll(fake.output())).map((f) => f.type).join(' ')
+    ensure(types === 'head data end', `answered with ${types || 'nothing'}`)
   }
   if (input.kind === 'valid' && !input.refused) {
     const size = input.body.reduce((a, b) => a + b, 0)

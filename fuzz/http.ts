@@ -219,8 +219,10 @@ export async function createTarget(): Promise<Target<Input>> {
         i.kind === 'bytes'
           ? i.bytes
           : Buffer.from(i.requests.map((r) => serialise(r, gate.token)).join(''), 'latin1')
-      // A connection left open ends only once a request in it stalls: the body timeout answers it.
-      const stalls = i.kind === 'requests' && i.requests.some((r) => r.framing === 'long')
+      // A connection left open ends only once a request in it stalls: the API's body timeout
+      // answers it. The control port has none (a caller with the token could hold a connection
+      // until node's 300-s request timeout), so its connections are always closed on our side.
+      const stalls = i.port === 'api' && i.kind === 'requests' && i.requests.some((r) => r.framing === 'long')
       const answer = await exchange(ports[i.port], split(bytes, i.cuts), i.halfClose || !stalls)
       for (const status of parseResponses(answer))
         ensure(status !== 500, `answered 500:\n${answer.toString('latin1')}`)

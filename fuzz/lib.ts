@@ -35,8 +35,8 @@ export function ensure(condition: unknown, message: string): asserts condition {
 }
 
 /**
- * Runs `parse`, and lets through only what it documents it throws (`allowed`); anything else
- * is a crash. Returns the value, or undefined when it threw an allowed error.
+ * Runs `parse`, and lets through only what it documents it throws (`allowed`): anything else is
+ * a crash. Returns the value, or the allowed error.
  */
 export function onlyThrows<R>(
   parse: () => R,
@@ -52,8 +52,11 @@ export function onlyThrows<R>(
 
 /** An error the parser does not document: a crash, with the original as the cause. */
 export function crash(err: unknown): PropertyFailure {
-  const what = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
-  return new PropertyFailure(`undocumented error: ${what}`, { cause: err })
+  return new PropertyFailure(`undocumented error: ${describe(err)}`, { cause: err })
+}
+
+export function describe(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err)
 }
 
 /** Strings that break naive code: empty, huge, control characters, lone surrogates, RTL, emoji, NUL. */

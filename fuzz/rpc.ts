@@ -25,6 +25,7 @@ import {
   crash,
   deepJson,
   ensure,
+  type Mutation,
   mutate,
   mutation,
   type Target,
@@ -110,11 +111,17 @@ const call: fc.Arbitrary<{ method: unknown; params?: unknown }> = fc.oneof(
 const request: fc.Arbitrary<Record<string, unknown>> = fc
   .tuple(
     call,
-    fc.option(fc.oneof(fc.integer(), awkwardString, fc.constant(null), wrongType), {
-      freq: 5,
-      nil: undefined,
-    }),
-    mutation,
+    fc.option(
+      fc.oneof(
+        { weight: 6, arbitrary: fc.integer() },
+        { weight: 2, arbitrary: awkwardString },
+        fc.constant(null),
+        wrongType,
+      ),
+      { freq: 5, nil: undefined },
+    ),
+    // Mostly a valid envelope: the params carry their own mutation.
+    fc.oneof({ weight: 3, arbitrary: fc.constant<Mutation>({ op: 'keep' }) }, mutation),
   )
   .map(([c, id, change]) => mutate({ jsonrpc: '2.0', ...(id === undefined ? {} : { id }), ...c }, change))
 
