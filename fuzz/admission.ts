@@ -10,9 +10,10 @@
  * Properties: the pipeline settles every request; a client that stays gets one complete answer
  * with a status Gate uses for a client's or an upstream's fault, never a 500, and an error in
  * OpenAI's shape whose length is its Content-Length; every header it writes is one node:http
- * accepts; a browser on another site is refused (Host or Origin), and CORS headers only ever echo
- * a loopback Origin; and when the request is over, no place among the requests in flight, no
- * stream count and no upstream body is left held.
+ * accepts; a browser on another site is refused (Host or Origin), and CORS headers echo only the
+ * request's Origin, on a local request only a loopback one; no body over the limit and no client
+ * credentials go upstream; and when the request is over, no place among the requests in flight,
+ * no stream count and no upstream body is left held.
  */
 import { EventEmitter } from 'node:events'
 import { validateHeaderName, validateHeaderValue } from 'node:http'
@@ -280,8 +281,8 @@ export async function createTarget(): Promise<Target<Input>> {
   let peerMode: Input['peer'] = 'json'
   /** Upstream bodies the stand-in peer has handed out and the pipeline has not let go of. */
   let open = 0
-  /** A client's credentials reached the peer. */
-  let leaked = false
+  /** What reached the peer that should not have: a client's credentials, a body over the limit. */
+  const leaks: string[] = []
   const peerView: PeerView = {
     node_id: PEER,
     connected: true,
@@ -317,7 +318,8 @@ export async function createTarget(): Promise<Target<Input>> {
             open--
           }
         }
-        if (head.headers.authorization !== undefined) leaked = true
+        if (head.headers.authorization !== undefined) leaks.push("the client's Authorization header")
+        if (request.length > MAX_BODY_BYTES) leaks.push(`a body of ${request.length} bytes`)
         return {
           head: {
             status: 200,
@@ -373,7 +375,7 @@ export async function createTarget(): Promise<Target<Input>> {
       ensure(pipeline.streams === 0, `${pipeline.streams} streams are still counted`)
       await new Promise((resolve) => setImmediate(resolve))
       ensure(open === 0, `${open} upstream bodies were not let go of`)
-      ensure(!leaked, "the client's Authorization header went upstream")
+      ensure(leaks.length === 0, `went upstream: ${leaks.splice(0).join(', ')}`)
       if (res.destroyed || gone) return
       ensure(res.writableFinished, 'a client that stayed got no complete answer')
       ensure(STATUSES.has(res.statusCode), `answered ${res.statusCode}`)

@@ -2,9 +2,10 @@
  * Raw HTTP/1.1 to a real daemon (startTestDaemon, with a stand-in engine behind it) over loopback
  * sockets: well-formed requests to the API and the control port with Hosts, Origins, tokens and
  * bodies right and wrong; framing broken every way (lengths that lie, chunked encoding with bad
- * sizes, both at once, header lines that are too long, split or missing); pipelined requests;
- * random bytes; each sent in random pieces, then the write side closed, or left open with part of
- * a body unsent. Fewer inputs than the in-process targets (MAX_INPUTS): each is a connection.
+ * sizes, both at once, header lines that are too long, split or missing); pipelined requests; a
+ * well-formed request whose body stalls; random bytes. Each is sent in random pieces on a new
+ * connection, kept open until a whole answer comes (as clients do) or closed on our side once
+ * all is sent. Fewer inputs than the in-process targets (MAX_INPUTS): each is a connection.
  *
  * Properties: the daemon answers or closes every connection within the bound, its answers parse
  * as HTTP/1.1 (status line, headers, a body framed by its length or chunks), none is a 500, and
