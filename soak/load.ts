@@ -24,7 +24,7 @@ interface Kind {
 const chat = '/v1/chat/completions'
 
 /** The mix: local, forwarded (named and routed by model), served either place, at B, and aborted. */
-export const KINDS: Kind[] = [
+const KINDS: Kind[] = [
   { name: 'local', weight: 3, to: 'a', path: chat, model: 'soak-a', stream: false },
   { name: 'local stream', weight: 2, to: 'a', path: chat, model: 'soak-a', stream: true },
   { name: 'embeddings', weight: 1, to: 'a', path: '/v1/embeddings', model: 'soak-a', stream: false },
