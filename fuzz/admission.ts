@@ -40,6 +40,8 @@ import {
 
 const SELF = 'a'.repeat(52)
 const PEER = 'b'.repeat(52)
+/** The node's public name, that relayed requests must carry in Host; another site to a local client. */
+const PUBLIC = `${SELF}.gate.test`
 const MODEL = 'fuzz-model'
 const API_KEY = 'sk-fuzz-key'
 /** Small limits, so that inputs reach them. */
@@ -68,7 +70,7 @@ const loopbackName = fc.constantFrom('localhost', '127.0.0.1', '[::1]', 'LOCALHO
 const foreignName = fc.oneof(
   fc.domain(),
   fc.ipV4().filter((ip) => ip !== '127.0.0.1'),
-  fc.constantFrom('localhost.evil.com', '127.0.0.1.nip.io', '[::2]'),
+  fc.constantFrom('localhost.evil.com', '127.0.0.1.nip.io', '[::2]', PUBLIC),
 )
 
 /** Host and Origin, and whether a browser would send them for this machine, another site, or neither. */
@@ -142,7 +144,10 @@ const request = fc.record({
   source: fc.oneof(
     { weight: 8, arbitrary: fc.constant<RequestSource>({ kind: 'local' }) },
     { weight: 2, arbitrary: fc.constantFrom<RequestSource>({ kind: 'peer', node: PEER }) },
-    { weight: 1, arbitrary: fc.constant<RequestSource>({ kind: 'relay', client: '203.0.113.7' }) },
+    {
+      weight: 1,
+      arbitrary: fc.constant<RequestSource>({ kind: 'relay', client: '203.0.113.7', name: PUBLIC }),
+    },
   ),
   method: fc.oneof(
     { weight: 8, arbitrary: fc.constant('POST') },
@@ -297,6 +302,7 @@ export async function createTarget(): Promise<Target<Input>> {
     nodeId: SELF,
     config: () => config,
     admission,
+    keys: { use: () => undefined },
     providers: new ProviderRegistry(),
     peers: { views: () => [peerView], models: () => new Map([[MODEL, [PEER]]]), reserve: () => () => {} },
     mesh: {
@@ -405,6 +411,9 @@ function checkAnswer(input: Input, res: FakeResponse): void {
   }
   if (input.source.kind === 'local' && (input.host?.site === 'foreign' || input.origin?.site === 'foreign'))
     ensure(res.statusCode === 403, `a request from another site got ${res.statusCode}`)
+  const named = input.host?.host.replace(/:\d*$/, '') === PUBLIC
+  if (input.source.kind === 'relay' && input.host?.site !== 'other' && !named)
+    ensure(res.statusCode === 403, `a relayed request for Host ${input.host?.host} got ${res.statusCode}`)
   if (res.statusCode < 400) return
   const text = Buffer.concat(res.chunks).toString()
   ensure(

@@ -66,6 +66,7 @@ const VALID_PARAMS: Record<MethodName, fc.Arbitrary<Record<string, unknown>>> = 
     },
     { requiredKeys: ['name', 'kind', 'url'] },
   ),
+  remove_provider: fc.record({ name: awkwardString }),
   test_provider: fc.record(
     { name: awkwardString, kind: fc.constantFrom('ollama', 'lmstudio', 'openai'), url },
     { requiredKeys: [] },
@@ -86,6 +87,12 @@ const VALID_PARAMS: Record<MethodName, fc.Arbitrary<Record<string, unknown>>> = 
   generate_keypair: fc.record({ save: fc.boolean() }, { requiredKeys: [] }),
   export_identity: fc.constant({}),
   import_identity: fc.record({ identity: awkwardString }),
+  create_api_key: fc.record({ name: awkwardString }),
+  list_api_keys: fc.constant({}),
+  revoke_api_key: fc.record({ name: awkwardString }),
+  get_overview: fc.record({ recent: fc.integer({ min: -1, max: 1001 }) }, { requiredKeys: [] }),
+  get_peers: fc.constant({}),
+  detect_engines: fc.constant({}),
 }
 
 /** A method and its params: valid, with one field wrong, positional, or not an object. */
