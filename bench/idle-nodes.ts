@@ -6,7 +6,8 @@
  * the relay runs on every connection) under its own key, registered by the daemon's own RelayLink
  * (`/gate/relay` requests signed by @gate/p2p, then a heartbeat every 20 s) — what the relay holds
  * for a daemon, without the daemon. Nodes register one after another; the parent runs several
- * of these at once. Reports `{ registered, retries }` over IPC once all are active.
+ * of these at once. Reports `{ registered, retries, done }` over IPC every second, and at once
+ * when all are registered.
  */
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
@@ -35,7 +36,15 @@ function sourceAddress(i: number): string {
 
 const nodes: Libp2p[] = []
 const links: RelayLink[] = []
+let registered = 0
 let retries = 0
+let done = false
+const report = () => process.send?.({ registered, retries, done })
+setInterval(report, 1000)
+process.once('SIGTERM', () => {
+  for (const link of links) link.stop()
+  void Promise.all(nodes.map((n) => n.stop())).then(() => process.exit(0))
+})
 
 for (let i = first; i < first + count; i++) {
   const identity = generateIdentity()
@@ -67,10 +76,7 @@ for (let i = first; i < first + count; i++) {
   links.push(link)
   link.start()
   await active.promise
+  registered++
 }
-process.send?.({ registered: links.filter((l) => l.status().state === 'active').length, retries })
-
-process.once('SIGTERM', () => {
-  for (const link of links) link.stop()
-  void Promise.all(nodes.map((n) => n.stop())).then(() => process.exit(0))
-})
+done = true
+report()

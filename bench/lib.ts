@@ -344,6 +344,14 @@ export async function rssMb(pid: number): Promise<{ total: number; anon: number;
   return { total: mb('VmRSS'), anon: mb('RssAnon'), file: mb('RssFile') }
 }
 
+/** CPU seconds a process has used, all its threads, user and system (`/proc`'s ticks are 1/100 s on Linux). */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+  // Fields after the command name (which may hold spaces): state is the 3rd field, utime the 14th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
 /** Prints rows as a table: the first column left-aligned, the rest right-aligned. */
 export function printTable(rows: string[][]): void {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? []

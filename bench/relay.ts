@@ -32,9 +32,11 @@ import { pipeline } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createServer as createTlsServer } from 'node:tls'
 import { fileURLToPath } from 'node:url'
+import { HEARTBEAT_MS } from '../packages/daemon/src/public/relay-link.ts'
 import type { RelayRuntime } from '../packages/relay/src/index.ts'
 import type { PublicStatus } from '../packages/rpc/src/index.ts'
 import {
+  cpuSeconds,
   DURATION_S,
   freePort,
   GATE_BIN,
@@ -71,6 +73,8 @@ const NODES_PER_PROCESS = 1000
 const FD_MARGIN = 256
 /** How long a relay sits before its memory is read: after start, and with the idle nodes (a heartbeat round is 20 s). */
 const SETTLE_MS = 25_000
+/** How long the idle nodes may take to register; past it the relay is measured with those that did. */
+const REGISTRATION_LIMIT_MS = 300_000
 const IDLE_NODES_SCRIPT = fileURLToPath(new URL('./idle-nodes.ts', import.meta.url))
 
 type Path = 'direct' | 'nginx' | 'relay TCP' | 'relay QUIC'
@@ -85,6 +89,14 @@ interface Target {
   host: string
   /** The node's self-signed certificate. */
   ca: string
+  /** The processes on the way whose CPU is counted: the node's daemon, and the relay if any. */
+  pids: { node: number; relay: number | null }
+}
+
+/** CPU ms spent on one download or connection, on average over a round; the relay's where there is one. */
+interface Cpu {
+  node: number
+  relay: number | null
 }
 
 /** One path's samples over all rounds. */
@@ -95,15 +107,32 @@ interface Samples {
   connections: number[]
   /** ms from the engine's send to this client's receipt, of each SSE chunk. */
   chunks: number[]
+  /** The same for each stream's first chunk. */
+  firstChunks: number[]
+  /** A round's CPU per download, and per new connection. */
+  downloadCpu: Cpu[]
+  connectionCpu: Cpu[]
+}
+
+/** What a child process of idle nodes reports (bench/idle-nodes.ts). */
+interface NodesReport {
+  /** Nodes it has registered so far. */
+  registered: number
+  /** Requests to the relay that failed (RelayLink tries again, backing off). */
+  retries: number
+  /** All of its nodes are registered. */
+  done: boolean
 }
 
 interface IdleResult {
+  /** Nodes registered within REGISTRATION_LIMIT_MS, and the failed requests on the way. */
   registered: number
-  /** Registration attempts the nodes repeated (RelayLink retries a failed one). */
   retries: number
   seconds: number
   /** Still registered and active at the relay after the hold. */
   active: number
+  /** Requests that failed during the hold: heartbeats the relay did not answer in time. */
+  heartbeatFailures: number
   before: Rss
   after: Rss
   /** Share of one core the relay used while the nodes idled. */
@@ -161,21 +190,19 @@ async function measurePaths(dir: string): Promise<Record<Path, Samples>> {
   stack.defer(terminator.stop)
   const nginxPort = await freePort()
   const local = { servername: overTcp.name, host: '127.0.0.1', ca: overTcp.ca }
+  const pids = { node: overTcp.gate.pid, relay: null }
+  const relayed = (node: typeof overTcp): Target => ({
+    port: relay.runtime.tls.port,
+    servername: node.name,
+    host: node.name,
+    ca: node.ca,
+    pids: { node: node.gate.pid, relay: relay.runtime.pid },
+  })
   const targets: Record<Path, Target> = {
-    direct: { ...local, port: terminator.port },
-    nginx: { ...local, port: nginxPort },
-    'relay TCP': {
-      port: relay.runtime.tls.port,
-      servername: overTcp.name,
-      host: overTcp.name,
-      ca: overTcp.ca,
-    },
-    'relay QUIC': {
-      port: relay.runtime.tls.port,
-      servername: overQuic.name,
-      host: overQuic.name,
-      ca: overQuic.ca,
-    },
+    direct: { ...local, port: terminator.port, pids },
+    nginx: { ...local, port: nginxPort, pids },
+    'relay TCP': relayed(overTcp),
+    'relay QUIC': relayed(overQuic),
   }
   const nginx = await startNginx(
     dir,
@@ -208,6 +235,9 @@ async function measurePaths(dir: string): Promise<Record<Path, Samples>> {
           downloads: rounds.flatMap((r) => r.downloads),
           connections: rounds.flatMap((r) => r.connections),
           chunks: rounds.flatMap((r) => r.chunks),
+          firstChunks: rounds.flatMap((r) => r.firstChunks),
+          downloadCpu: rounds.flatMap((r) => r.downloadCpu),
+          connectionCpu: rounds.flatMap((r) => r.connectionCpu),
         },
       ]
     }),
@@ -216,11 +246,33 @@ async function measurePaths(dir: string): Promise<Record<Path, Samples>> {
 
 /** One round on one path. */
 async function measure(target: Target): Promise<Samples> {
-  const downloads: number[] = []
-  for (let i = 0; i < DOWNLOADS_PER_ROUND; i++) downloads.push(await download(target))
-  const connections: number[] = []
-  for (let i = 0; i < CONNECTIONS_PER_ROUND; i++) connections.push(await newConnection(target))
-  return { downloads, connections, chunks: await sseChunks(target) }
+  const [downloads, downloadCpu] = await repeat(target, DOWNLOADS_PER_ROUND, download)
+  const [connections, connectionCpu] = await repeat(target, CONNECTIONS_PER_ROUND, newConnection)
+  const chunks = await sseChunks(target)
+  return {
+    downloads,
+    connections,
+    chunks,
+    firstChunks: chunks.slice(0, 1),
+    downloadCpu: [downloadCpu],
+    connectionCpu: [connectionCpu],
+  }
+}
+
+/** `times` sequential runs of `one` on `target`, and the CPU the node and relay spent on each. */
+async function repeat(
+  target: Target,
+  times: number,
+  one: (target: Target) => Promise<number>,
+): Promise<[number[], Cpu]> {
+  const { node, relay } = target.pids
+  const cpu = async () => [await cpuSeconds(node), relay === null ? 0 : await cpuSeconds(relay)] as const
+  const before = await cpu()
+  const values: number[] = []
+  for (let i = 0; i < times; i++) values.push(await one(target))
+  const after = await cpu()
+  const each = (i: 0 | 1) => ((after[i] - before[i]) * 1000) / times
+  return [values, { node: each(0), relay: relay === null ? null : each(1) }]
 }
 
 const chat = (content: string, stream = false) =>
@@ -373,8 +425,9 @@ async function startTerminator(
   httpPort: number,
 ): Promise<{ port: number; stop(): Promise<void> }> {
   const [cert, key] = await Promise.all(['node.crt', 'node.key'].map((f) => readFile(join(home, 'certs', f))))
-  const server = createTlsServer({ cert, key, ALPNProtocols: ['http/1.1'] }, (tls) => {
-    pipeline(tls, connect(httpPort, '127.0.0.1'), tls, () => {})
+  // No Nagle, as the daemon's own HTTP server and nginx: a small write (an SSE chunk) goes out at once.
+  const server = createTlsServer({ cert, key, ALPNProtocols: ['http/1.1'], noDelay: true }, (tls) => {
+    pipeline(tls, connect({ port: httpPort, host: '127.0.0.1', noDelay: true }), tls, () => {})
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return {
@@ -443,7 +496,8 @@ async function holdIdleNodes(dir: string): Promise<IdleResult> {
   const address = runtime.p2p.find((a) => a.includes('/tcp/')) as string
   process.stderr.write(`${IDLE_NODES} idle nodes registering…\n`)
   const started = performance.now()
-  const reports: Array<Promise<{ registered: number; retries: number }>> = []
+  const reports = new Map<ChildProcess, NodesReport>()
+  let failure: Error | undefined
   for (let first = 0; first < IDLE_NODES; first += NODES_PER_PROCESS) {
     const count = Math.min(NODES_PER_PROCESS, IDLE_NODES - first)
     const child: ChildProcess = spawn(
@@ -451,28 +505,34 @@ async function holdIdleNodes(dir: string): Promise<IdleResult> {
       { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
     )
     stack.defer(() => stopChild(child))
-    reports.push(
-      new Promise((resolve, reject) => {
-        child.once('message', resolve)
-        child.once('exit', (code) =>
-          reject(new Error(`idle nodes ${first}…: exited (${code}) before reporting`)),
-        )
-      }),
-    )
+    child.on('message', (report: NodesReport) => reports.set(child, report))
+    child.once('exit', (code) => {
+      if (!reports.get(child)?.done) failure ??= new Error(`idle nodes ${first}…: exited (${code})`)
+    })
   }
-  const done = await Promise.all(reports)
+  const processes = Math.ceil(IDLE_NODES / NODES_PER_PROCESS)
+  const total = (key: 'registered' | 'retries') =>
+    [...reports.values()].reduce((sum, report) => sum + report[key], 0)
+  let complete = false
+  for (let second = 1; !complete && performance.now() - started < REGISTRATION_LIMIT_MS; second++) {
+    await sleep(1000)
+    if (failure) throw failure
+    complete = reports.size === processes && [...reports.values()].every((r) => r.done)
+    if (second % 10 === 0) process.stderr.write(`  ${total('registered')} registered…\n`)
+  }
   const seconds = (performance.now() - started) / 1000
+  const registered = total('registered')
   process.stderr.write(`holding them ${SETTLE_MS / 1000} s…\n`)
-  const cpuBefore = await relayMetric(runtime, 'process_cpu_seconds_total')
+  const retries = total('retries')
+  const cpuBefore = await cpuSeconds(runtime.pid)
   const holdStart = performance.now()
   await sleep(SETTLE_MS)
-  const cpu =
-    ((await relayMetric(runtime, 'process_cpu_seconds_total')) - cpuBefore) /
-    ((performance.now() - holdStart) / 1000)
+  const cpu = ((await cpuSeconds(runtime.pid)) - cpuBefore) / ((performance.now() - holdStart) / 1000)
   return {
-    registered: done.reduce((sum, r) => sum + r.registered, 0),
-    retries: done.reduce((sum, r) => sum + r.retries, 0),
+    registered,
+    retries,
     seconds,
+    heartbeatFailures: total('retries') - retries,
     active: await relayMetric(runtime, 'gate_relay_registrations{state="active"}'),
     before,
     after: await rssMb(runtime.pid),
@@ -487,30 +547,44 @@ function report(samples: Record<Path, Samples>, idle: IdleResult): void {
   const row = (label: string, value: (p: Path) => string) => [label, ...PATHS.map(value)]
   const f = (n: number, digits = 3) => n.toFixed(digits)
   const added = (n: number) => `${n < 0 ? '' : '+'}${f(n)}`
+  /** The median over rounds. */
+  const cpu = (p: Path, of: 'downloadCpu' | 'connectionCpu', who: keyof Cpu, digits: number) => {
+    const values = samples[p][of].map((c) => c[who])
+    return values.some((v) => v === null) ? '' : f(median(values as number[]), digits)
+  }
   printTable([
     ['', ...PATHS],
     row('50 MB download MB/s', (p) => f(mbps(p), 0)),
     row('  × nginx', (p) => `${f(mbps(p) / mbps('nginx'), 2)}×`),
+    row('  node CPU ms', (p) => cpu(p, 'downloadCpu', 'node', 0)),
+    row('  relay CPU ms', (p) => cpu(p, 'downloadCpu', 'relay', 0)),
     row('new connection p50 ms', (p) => f(connection(p, 0.5))),
     row('new connection p99 ms', (p) => f(connection(p, 0.99))),
     row('  p50 added to direct', (p) =>
       p === 'direct' ? '' : added(connection(p, 0.5) - connection('direct', 0.5)),
     ),
+    row('  node CPU ms', (p) => cpu(p, 'connectionCpu', 'node', 2)),
+    row('  relay CPU ms', (p) => cpu(p, 'connectionCpu', 'relay', 2)),
     row('SSE chunk p50 ms', (p) => f(chunk(p, 0.5))),
     row('SSE chunk p99 ms', (p) => f(chunk(p, 0.99))),
-    row('  p50 added to direct', (p) => (p === 'direct' ? '' : added(chunk(p, 0.5) - chunk('direct', 0.5)))),
+    row('SSE first chunk ms', (p) => f(median(samples[p].firstChunks))),
   ])
   const counts = samples.direct
   console.log(
     `\n${counts.downloads.length} downloads, ${counts.connections.length} new connections and ${counts.chunks.length} SSE chunks a path.` +
       `\nnginx ssl_preread here: ${f(mbps('nginx') / mbps('direct'), 2)}× of direct throughput, ${added(connection('nginx', 0.5) - connection('direct', 0.5))} ms per new connection (the issue's anchors: 0.93×, +0.45 ms).`,
   )
-  const perNodeKb = ((idle.after.total - idle.before.total) * 1024) / IDLE_NODES
-  const perNodeAnonKb = ((idle.after.anon - idle.before.anon) * 1024) / IDLE_NODES
+  const held = Math.max(1, idle.active)
+  const perNodeKb = ((idle.after.total - idle.before.total) * 1024) / held
+  const perNodeAnonKb = ((idle.after.anon - idle.before.anon) * 1024) / held
+  const heartbeatMs = (idle.cpu * 1000) / (held / (HEARTBEAT_MS / 1000))
+  const limited =
+    idle.registered < IDLE_NODES ? ` (stopped at the ${REGISTRATION_LIMIT_MS / 1000} s limit)` : ''
   console.log(
-    `\n${idle.registered}/${IDLE_NODES} idle nodes registered over TCP in ${f(idle.seconds, 1)} s (${f(idle.registered / idle.seconds, 0)}/s, ${idle.retries} retries); ` +
-      `${idle.active} still active after ${SETTLE_MS / 1000} s idle.` +
-      `\nrelay RSS ${f(idle.before.total, 0)} MB → ${f(idle.after.total, 0)} MB: ${f(perNodeKb, 1)} KB a node (${f(perNodeAnonKb, 1)} KB of it anonymous); relay CPU while they idle: ${f(idle.cpu * 100, 0)}% of a core.`,
+    `\n${idle.registered}/${IDLE_NODES} idle nodes registered over TCP in ${f(idle.seconds, 1)} s${limited}: ${f(idle.registered / idle.seconds, 0)}/s, ${idle.retries} failed requests retried.` +
+      `\nAfter ${SETTLE_MS / 1000} s idle: ${idle.active} registered and active, ${idle.heartbeatFailures} failed heartbeats; ` +
+      `relay RSS ${f(idle.before.total, 0)} → ${f(idle.after.total, 0)} MB, ${f(perNodeKb, 1)} KB a node (${f(perNodeAnonKb, 1)} KB anonymous); ` +
+      `relay CPU ${f(idle.cpu * 100, 0)}% of a core, ${f(heartbeatMs, 1)} ms per heartbeat (one a node every ${HEARTBEAT_MS / 1000} s).`,
   )
 
   const goals: Array<[string, boolean]> = [
@@ -523,8 +597,8 @@ function report(samples: Record<Path, Samples>, idle: IdleResult): void {
       return [`${p}: ≤ 2 ms added per new connection, p50 (${added(more)} ms)`, more <= 2]
     }),
     [
-      `${IDLE_NODES} idle registered nodes held by one relay (${idle.active} active, ${f(perNodeKb, 1)} KB each)`,
-      idle.active === IDLE_NODES,
+      `${IDLE_NODES} idle registered nodes held by one relay (${idle.active} active, ${idle.heartbeatFailures} failed heartbeats, ${f(perNodeKb, 1)} KB each)`,
+      idle.active === IDLE_NODES && idle.heartbeatFailures === 0,
     ],
   ]
   console.log('\ngoals:')
