@@ -14,9 +14,14 @@
  * it), new-connection latency (a full TLS handshake and `GET /v1/models`, 200 sequential
  * connections a round) and an SSE stream's chunk latency (a chunk every 5 ms for BENCH_DURATION
  * seconds, default 5, each stamped by the engine when sent: the engine runs in this process, so
- * one clock). Then BENCH_RELAY_NODES (default 10,000) idle nodes register with a fresh relay from
- * child processes (`bench/idle-nodes.ts`): how long that took, the relay's resident memory per
- * node, and its CPU while they idle.
+ * one clock), its first chunk apart. Beside the times, the CPU the daemon and the relay spent per
+ * download and per connection (from /proc: on this shared machine, steadier than the times; on
+ * the direct and nginx paths TLS is this process's work, not the daemon's).
+ *
+ * Then BENCH_RELAY_NODES (default 10,000) idle nodes register with a fresh relay from child
+ * processes (`bench/idle-nodes.ts`), for at most REGISTRATION_LIMIT_MS, and are held
+ * SETTLE_MS: how long registering took, how many the relay still holds, its resident memory
+ * per node and its CPU while they idle.
  *
  * Needs nginx's stream module (`apt-get install -y nginx libnginx-mod-stream`). Everything binds
  * to 127.0.0.1 (the idle nodes dial from 127.1.x.x) on random ports, and is stopped at the end.
@@ -129,7 +134,8 @@ interface IdleResult {
   registered: number
   retries: number
   seconds: number
-  /** Still registered and active at the relay after the hold. */
+  /** The most active at the relay at once while they registered, and after the hold. */
+  peak: number
   active: number
   /** Requests that failed during the hold: heartbeats the relay did not answer in time. */
   heartbeatFailures: number
@@ -166,8 +172,11 @@ async function measurePaths(dir: string): Promise<Record<Path, Samples>> {
   stack.defer(engine.stop)
   const relay = await startRelay(dir, 'relay')
   stack.defer(relay.stop)
-  const addressOn = (transport: string) =>
-    relay.runtime.p2p.find((a) => a.includes(transport)) ?? `no ${transport} address`
+  const addressOn = (transport: string) => {
+    const address = relay.runtime.p2p.find((a) => a.includes(transport))
+    if (!address) throw new Error(`the relay has no ${transport} address`)
+    return address
+  }
   const startNode = async (name: string, address: string) => {
     const gate = await startGate(
       dir,
@@ -513,12 +522,17 @@ async function holdIdleNodes(dir: string): Promise<IdleResult> {
   const processes = Math.ceil(IDLE_NODES / NODES_PER_PROCESS)
   const total = (key: 'registered' | 'retries') =>
     [...reports.values()].reduce((sum, report) => sum + report[key], 0)
+  const activeAtRelay = () => relayMetric(runtime, 'gate_relay_registrations{state="active"}')
   let complete = false
+  let peak = 0
   for (let second = 1; !complete && performance.now() - started < REGISTRATION_LIMIT_MS; second++) {
     await sleep(1000)
     if (failure) throw failure
     complete = reports.size === processes && [...reports.values()].every((r) => r.done)
-    if (second % 10 === 0) process.stderr.write(`  ${total('registered')} registered…\n`)
+    if (second % 10 !== 0) continue
+    const active = await activeAtRelay()
+    peak = Math.max(peak, active)
+    process.stderr.write(`  ${total('registered')} registered, ${active} active at the relay…\n`)
   }
   const seconds = (performance.now() - started) / 1000
   const registered = total('registered')
@@ -533,7 +547,8 @@ async function holdIdleNodes(dir: string): Promise<IdleResult> {
     retries,
     seconds,
     heartbeatFailures: total('retries') - retries,
-    active: await relayMetric(runtime, 'gate_relay_registrations{state="active"}'),
+    peak,
+    active: await activeAtRelay(),
     before,
     after: await rssMb(runtime.pid),
     cpu,
@@ -577,14 +592,13 @@ function report(samples: Record<Path, Samples>, idle: IdleResult): void {
   const held = Math.max(1, idle.active)
   const perNodeKb = ((idle.after.total - idle.before.total) * 1024) / held
   const perNodeAnonKb = ((idle.after.anon - idle.before.anon) * 1024) / held
-  const heartbeatMs = (idle.cpu * 1000) / (held / (HEARTBEAT_MS / 1000))
   const limited =
     idle.registered < IDLE_NODES ? ` (stopped at the ${REGISTRATION_LIMIT_MS / 1000} s limit)` : ''
   console.log(
-    `\n${idle.registered}/${IDLE_NODES} idle nodes registered over TCP in ${f(idle.seconds, 1)} s${limited}: ${f(idle.registered / idle.seconds, 0)}/s, ${idle.retries} failed requests retried.` +
-      `\nAfter ${SETTLE_MS / 1000} s idle: ${idle.active} registered and active, ${idle.heartbeatFailures} failed heartbeats; ` +
+    `\n${idle.registered}/${IDLE_NODES} idle nodes registered over TCP in ${f(idle.seconds, 1)} s${limited}: ${f(idle.registered / idle.seconds, 0)}/s, ${idle.retries} failed requests retried, at most ${Math.max(idle.peak, idle.active)} active at the relay at once.` +
+      `\nAfter ${SETTLE_MS / 1000} s idle: ${idle.active} active, ${idle.heartbeatFailures} failed heartbeats; ` +
       `relay RSS ${f(idle.before.total, 0)} → ${f(idle.after.total, 0)} MB, ${f(perNodeKb, 1)} KB a node (${f(perNodeAnonKb, 1)} KB anonymous); ` +
-      `relay CPU ${f(idle.cpu * 100, 0)}% of a core, ${f(heartbeatMs, 1)} ms per heartbeat (one a node every ${HEARTBEAT_MS / 1000} s).`,
+      `relay CPU ${f(idle.cpu * 100, 0)}% of a core (≈ ${f(held / idle.cpu, 0)} idle nodes a core: a heartbeat every ${HEARTBEAT_MS / 1000} s and libp2p's connection monitor's pings).`,
   )
 
   const goals: Array<[string, boolean]> = [
