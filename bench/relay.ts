@@ -141,7 +141,8 @@ interface IdleResult {
   heartbeatFailures: number
   before: Rss
   after: Rss
-  /** Share of one core the relay used while the nodes idled. */
+  /** Share of one core the relay used before the nodes came, and while they idled. */
+  cpuAlone: number
   cpu: number
 }
 
@@ -500,7 +501,13 @@ async function holdIdleNodes(dir: string): Promise<IdleResult> {
   const relay = await startRelay(dir, 'relay-idle')
   stack.defer(relay.stop)
   const { runtime } = relay
-  await sleep(SETTLE_MS)
+  /** Share of a core the relay uses over SETTLE_MS from now. */
+  const cpuOver = async () => {
+    const [cpu, start] = [await cpuSeconds(runtime.pid), performance.now()]
+    await sleep(SETTLE_MS)
+    return ((await cpuSeconds(runtime.pid)) - cpu) / ((performance.now() - start) / 1000)
+  }
+  const cpuAlone = await cpuOver()
   const before = await rssMb(runtime.pid)
   const address = runtime.p2p.find((a) => a.includes('/tcp/')) as string
   process.stderr.write(`${IDLE_NODES} idle nodes registering…\n`)
@@ -538,10 +545,7 @@ async function holdIdleNodes(dir: string): Promise<IdleResult> {
   const registered = total('registered')
   process.stderr.write(`holding them ${SETTLE_MS / 1000} s…\n`)
   const retries = total('retries')
-  const cpuBefore = await cpuSeconds(runtime.pid)
-  const holdStart = performance.now()
-  await sleep(SETTLE_MS)
-  const cpu = ((await cpuSeconds(runtime.pid)) - cpuBefore) / ((performance.now() - holdStart) / 1000)
+  const cpu = await cpuOver()
   return {
     registered,
     retries,
@@ -551,6 +555,7 @@ async function holdIdleNodes(dir: string): Promise<IdleResult> {
     active: await activeAtRelay(),
     before,
     after: await rssMb(runtime.pid),
+    cpuAlone,
     cpu,
   }
 }
@@ -598,7 +603,7 @@ function report(samples: Record<Path, Samples>, idle: IdleResult): void {
     `\n${idle.registered}/${IDLE_NODES} idle nodes registered over TCP in ${f(idle.seconds, 1)} s${limited}: ${f(idle.registered / idle.seconds, 0)}/s, ${idle.retries} failed requests retried, at most ${Math.max(idle.peak, idle.active)} active at the relay at once.` +
       `\nAfter ${SETTLE_MS / 1000} s idle: ${idle.active} active, ${idle.heartbeatFailures} failed heartbeats; ` +
       `relay RSS ${f(idle.before.total, 0)} → ${f(idle.after.total, 0)} MB, ${f(perNodeKb, 1)} KB a node (${f(perNodeAnonKb, 1)} KB anonymous); ` +
-      `relay CPU ${f(idle.cpu * 100, 0)}% of a core (≈ ${f(held / idle.cpu, 0)} idle nodes a core: a heartbeat every ${HEARTBEAT_MS / 1000} s and libp2p's connection monitor's pings).`,
+      `relay CPU ${f(idle.cpu * 100, 0)}% of a core, ${f(idle.cpuAlone * 100, 0)}% before they came: ≈ ${f(held / (idle.cpu - idle.cpuAlone), 0)} idle nodes a core (each sends a heartbeat every ${HEARTBEAT_MS / 1000} s; libp2p's connection monitor pings both ways every 10 s).`,
   )
 
   const goals: Array<[string, boolean]> = [
