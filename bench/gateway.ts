@@ -11,8 +11,7 @@
  * run (default 5), BENCH_ROUNDS the runs per target whose medians are shown (default 3).
  * Everything binds to 127.0.0.1 on random ports and is stopped at the end.
  */
-import { spawn } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -29,9 +28,8 @@ import {
   STREAM_CHUNKS,
   type StreamResult,
   startGate,
-  stopChild,
+  startNginx,
   streamTimes,
-  waitUntil,
   writeWrkScript,
   wrk,
 } from './lib.ts'
@@ -57,7 +55,7 @@ async function main(): Promise<void> {
   try {
     const engine = await startFakeEngine({ models: [MODEL], chunks: STREAM_CHUNKS, record: false })
     stack.push(() => engine.stop())
-    const nginx = await startNginx(dir, engine.port)
+    const nginx = await startGatewayNginx(dir, engine.port)
     stack.push(nginx.stop)
     const least = await startLeastProxy(engine.url)
     stack.push(() => least[Symbol.asyncDispose]())
@@ -104,24 +102,13 @@ async function main(): Promise<void> {
   }
 }
 
-async function startNginx(dir: string, enginePort: number): Promise<{ url: string; stop(): Promise<void> }> {
+async function startGatewayNginx(
+  dir: string,
+  enginePort: number,
+): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort()
-  const conf = join(dir, 'nginx.conf')
-  await writeFile(
-    conf,
-    `worker_processes 1;
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/nginx-error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  upstream engine { server 127.0.0.1:${enginePort}; keepalive 128; }
+  const url = `http://127.0.0.1:${port}`
+  const http = `  upstream engine { server 127.0.0.1:${enginePort}; keepalive 128; }
   server {
     listen 127.0.0.1:${port};
     location / {
@@ -130,14 +117,13 @@ http {
       proxy_set_header Connection "";
       proxy_buffering off;
     }
-  }
-}
-`,
+  }`
+  const nginx = await startNginx(
+    dir,
+    { http },
+    async () => (await fetch(`${url}/v1/models`).catch(() => null))?.ok === true,
   )
-  const child = spawn('nginx', ['-p', dir, '-c', conf, '-e', `${dir}/nginx-error.log`], { stdio: 'ignore' })
-  const url = `http://127.0.0.1:${port}`
-  await waitUntil(async () => (await fetch(`${url}/v1/models`).catch(() => null))?.ok === true, 'nginx')
-  return { url, stop: () => stopChild(child) }
+  return { url, stop: nginx.stop }
 }
 
 function report(
