@@ -5,9 +5,10 @@
  * Each is the lightest real node: its own libp2p peer under its own key (TCP + noise + yamux,
  * identify, which the relay runs on every connection, and ping, which libp2p's connection monitor
  * uses both ways), registered by the daemon's own RelayLink (`/gate/relay` requests signed by
- * @gate/p2p, then a heartbeat every 20 s): what the relay holds for a daemon, without the daemon.
+ * @gate/p2p, again whenever the connection drops, as the daemon does): what the relay holds for a
+ * daemon, without the daemon.
  * Unlike a daemon it runs no DHT, so it is not in the relay's routing table. Nodes register one
- * after another; the parent runs several of these at once. Reports `{ registered, retries, done }`
+ * after another; the parent runs several of these at once. Reports `{ registered, retries, drops, done }`
  * over IPC every second, and at once when all are registered.
  */
 import { noise } from '@chainsafe/libp2p-noise'
@@ -40,8 +41,9 @@ const nodes: Libp2p[] = []
 const links: RelayLink[] = []
 let registered = 0
 let retries = 0
+let drops = 0
 let done = false
-const report = () => process.send?.({ registered, retries, done })
+const report = () => process.send?.({ registered, retries, drops, done })
 setInterval(report, 1000)
 process.once('SIGTERM', () => {
   for (const link of links) link.stop()
@@ -77,6 +79,10 @@ for (let i = first; i < first + count; i++) {
     },
   })
   links.push(link)
+  node.addEventListener('peer:disconnect', () => {
+    drops++
+    link.disconnected()
+  })
   link.start()
   await active.promise
   registered++
