@@ -3,7 +3,7 @@
  * runs, streaming timings, and a table printer. Everything binds to 127.0.0.1 on random ports.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { access, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -78,12 +78,10 @@ export async function startGate(
   const home = join(dir, name)
   await mkdir(home, { recursive: true })
   const network = { http_port: 0, control_port: 0, p2p_port: 0, p2p_host: '127.0.0.1' }
-  // Above wrk's 64 connections, so no request is refused at the cap.
-  const full = {
-    ...config,
-    network,
-    security: { max_concurrent_requests: 256, rate_limit: { per_peer_rps: 1e6, burst: 1e6 } },
-  }
+  // Above wrk's 64 connections, so no request is refused at the cap; other security settings
+  // (API keys) as given.
+  const security = { max_concurrent_requests: 256, rate_limit: { per_peer_rps: 1e6, burst: 1e6 } }
+  const full = { ...config, network, security: { ...security, ...(config.security as object) } }
   await writeFile(join(home, 'config.json'), JSON.stringify(full))
   const child = spawn(GATE_BIN, ['daemon'], {
     env: { ...process.env, GATE_HOME: home, GATE_PASSPHRASE: 'bench' },
@@ -138,6 +136,66 @@ export async function stopChild(child: ChildProcess, pid = child.pid): Promise<v
     process.kill(pid as number, 'SIGKILL')
     child.kill('SIGKILL')
   }
+}
+
+/**
+ * nginx in the foreground with one worker, its pid file, error log and temp files in `dir`, serving
+ * the inside of its `http { }` or `stream { }` block; resolves once `ready()`. The stream module is
+ * loaded first where nginx has it as a dynamic module (Debian's libnginx-mod-stream).
+ */
+export async function startNginx(
+  dir: string,
+  blocks: { http?: string; stream?: string },
+  ready: () => Promise<boolean>,
+): Promise<{ stop(): Promise<void> }> {
+  const modules = blocks.stream === undefined ? '' : await streamModule()
+  const http =
+    blocks.http === undefined
+      ? ''
+      : `http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+${blocks.http}
+}
+`
+  const stream = blocks.stream === undefined ? '' : `stream {\n${blocks.stream}\n}\n`
+  const conf = join(dir, 'nginx.conf')
+  await writeFile(
+    conf,
+    `${modules}worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log warn;
+events { worker_connections 1024; }
+${http}${stream}`,
+  )
+  const child = spawn('nginx', ['-p', dir, '-c', conf, '-e', `${dir}/nginx-error.log`], { stdio: 'ignore' })
+  await waitUntil(ready, 'nginx')
+  return { stop: () => stopChild(child) }
+}
+
+/** The `load_module` line nginx needs for `stream { }`: none when it is built in. */
+async function streamModule(): Promise<string> {
+  const { stderr } = await run('nginx', ['-V'])
+  if (/--with-stream(\s|$)/.test(stderr)) return ''
+  const module = join(
+    /--modules-path=(\S+)/.exec(stderr)?.[1] ?? '/usr/lib/nginx/modules',
+    'ngx_stream_module.so',
+  )
+  if (
+    !/--with-stream=dynamic/.test(stderr) ||
+    !(await access(module).then(
+      () => true,
+      () => false,
+    ))
+  ) {
+    throw new Error("nginx's stream module is not installed: apt-get install -y libnginx-mod-stream")
+  }
+  return `load_module ${module};\n`
 }
 
 export async function waitUntil(ready: () => Promise<boolean>, what: string): Promise<void> {
@@ -241,21 +299,26 @@ if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS % 2 === 0) {
 /**
  * Runs each of `measures` ROUNDS times, in rounds that each start with the next one: a slow spell
  * of this shared machine then lands on all of them, not on whichever ran during it. Returns each
- * one's medians, in the order given; `label` names the rounds in the progress output.
+ * one's runs, in the order given; `label` names the rounds in the progress output.
  */
-export async function interleaved(
-  label: string,
-  measures: Array<() => Promise<LoadResult>>,
-): Promise<LoadResult[]> {
-  const runs = measures.map((): LoadResult[] => [])
+export async function interleavedRuns<T>(label: string, measures: Array<() => Promise<T>>): Promise<T[][]> {
+  const runs = measures.map((): T[] => [])
   for (let round = 0; round < ROUNDS; round++) {
     process.stderr.write(`${label} (round ${round + 1}/${ROUNDS})…\n`)
     for (let i = 0; i < measures.length; i++) {
       const k = (round + i) % measures.length
-      runs[k]?.push(await (measures[k] as () => Promise<LoadResult>)())
+      runs[k]?.push(await (measures[k] as () => Promise<T>)())
     }
   }
-  return runs.map(medianLoad)
+  return runs
+}
+
+/** interleavedRuns of load runs: each one's medians. */
+export async function interleaved(
+  label: string,
+  measures: Array<() => Promise<LoadResult>>,
+): Promise<LoadResult[]> {
+  return (await interleavedRuns(label, measures)).map(medianLoad)
 }
 
 /** The median of each figure over several runs; errors added up. */
@@ -269,8 +332,13 @@ function medianLoad(runs: LoadResult[]): LoadResult {
 }
 
 export function median(values: number[]): number {
+  return percentile(values, 0.5)
+}
+
+/** The value below which a share `p` (0–1) of `values` lies. */
+export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)] as number
+  return sorted[Math.floor(sorted.length * p)] as number
 }
 
 /** A process's resident memory in MB: in all, anonymous (its own), and file-backed (mapped binaries, shared). */
@@ -291,6 +359,14 @@ export function signed(n: number): string {
 
 export function ratio(a: number, b: number): string {
   return `${(a / b).toFixed(2)}×`
+}
+
+/** CPU seconds a process has used, all its threads, user and system (`/proc`'s ticks are 1/100 s on Linux). */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+  // Fields after the command name (which may hold spaces): state is the 3rd field, utime the 14th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100
 }
 
 /** Prints rows as a table: the first column left-aligned, the rest right-aligned. */

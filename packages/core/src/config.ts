@@ -236,7 +236,7 @@ const MAX_INPUT_CHARS = 60
  * The `got …` part of a validation message (config here, RPC params in @gate/rpc), which the
  * daemon logs and streams on `/events`, so it never holds a secret: a value in or under a secret
  * field shows only its type (`[redacted number]`), an object or array only its kind, as it may
- * hold secrets under any name, and a URL no user name or password.
+ * hold secrets under any name, and a URL no user name, password or credential-like query value.
  */
 export function describeInput(path: readonly PropertyKey[], input: unknown): string {
   if (input === undefined) return 'nothing'
@@ -251,10 +251,10 @@ export function describeInput(path: readonly PropertyKey[], input: unknown): str
 
 function withoutCredentials(text: string): string {
   const url = URL.parse(text)
-  if (!url || (url.username === '' && url.password === '')) return text
+  if (!url || (url.username === '' && url.password === '')) return redactUrl(text)
   url.username = ''
   url.password = ''
-  return url.href
+  return redactUrl(url.href)
 }
 
 /** What replaces a secret in a config shown to a user. */

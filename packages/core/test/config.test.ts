@@ -108,6 +108,10 @@ describe('config', () => {
       ],
       [{ providers: { name: 'a', api_key: 'sk-secret-6' } }, /^providers: .*, got an object$/],
       [{ security: ['sk-secret-7'] }, /^security: .*, got an array$/],
+      [
+        { providers: [{ ...provider, url: 'ftp://h/v1?api_key=sk-secret-8' }] },
+        /^providers\[0\]\.url: expected an http\(s\) URL, got "ftp:\/\/h\/v1\?api_key=%5Bredacted%5D"$/,
+      ],
     ]
     for (const [config, expected] of cases) {
       const issues = issuesOf(config)

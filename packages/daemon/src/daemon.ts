@@ -34,7 +34,7 @@ import { Invites } from './invites.ts'
 import { ApiKeys } from './keys.ts'
 import { Metrics } from './metrics.ts'
 import { detectEngines, ProviderRegistry } from './providers/registry.ts'
-import { PublicEndpoint } from './public/endpoint.ts'
+import type { PublicEndpoint } from './public/endpoint.ts'
 import { RequestLog } from './request-log.ts'
 import type { RuntimeInfo } from './runtime-info.ts'
 import { VERSION } from './version.ts'
@@ -73,7 +73,8 @@ interface Running {
   api: ApiServer
   control: ControlServer
   keys: ApiKeys
-  endpoint: PublicEndpoint
+  /** Null on a node with no relay. */
+  endpoint: PublicEndpoint | null
   runtime: RuntimeInfo
 }
 
@@ -208,17 +209,26 @@ export class Daemon {
         logger,
       })
       await mesh.serve((request, response, node) => servePeer(pipeline, request, response, node))
-      const endpoint = new PublicEndpoint({
-        node: mesh.node,
-        identity,
-        relay: initial.relay,
-        certsDir: paths.certs,
-        acmeCa: initial.relay.acme?.ca_file ? await readFile(initial.relay.acme.ca_file, 'utf8') : undefined,
-        door: pipeline,
-        logger,
-      })
-      await endpoint.start()
-      started.defer(() => endpoint.stop())
+      // Only a node with relays loads the public endpoint, and with it the ACME and X.509
+      // libraries: tens of MB resident that a node without one would hold for nothing.
+      let endpoint: PublicEndpoint | null = null
+      if (initial.relay.addresses.length > 0) {
+        const { PublicEndpoint: Endpoint } = await import('./public/endpoint.ts')
+        const relayed = new Endpoint({
+          node: mesh.node,
+          identity,
+          relay: initial.relay,
+          certsDir: paths.certs,
+          acmeCa: initial.relay.acme?.ca_file
+            ? await readFile(initial.relay.acme.ca_file, 'utf8')
+            : undefined,
+          door: pipeline,
+          logger,
+        })
+        await relayed.start()
+        started.defer(() => relayed.stop())
+        endpoint = relayed
+      }
       const api = new ApiServer({ door: pipeline, maxConnections: apiConnectionCap(), logger })
       started.defer(() => api.close())
       const httpAddress = await listening('network.http_port', LOCAL_HOST, network.http_port, () =>
@@ -351,7 +361,7 @@ export class Daemon {
     await running.mesh.refuseRequests()
     await running.pipeline.drain(running.config.config.node.shutdown_grace * 1000)
     running.api.close()
-    await running.endpoint.stop()
+    await running.endpoint?.stop()
     await running.mesh.stop()
     await running.control.close()
     await running.providers.stop()

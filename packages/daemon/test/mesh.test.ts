@@ -502,8 +502,15 @@ describe('peers over the control port', () => {
     assert.equal(state.self.node_id, a.daemon.nodeId)
     assert.ok(state.self.addresses.length >= 2)
     assert.ok(state.nodes.some((n) => n.node_id === b.daemon.nodeId && n.trusted && n.models.includes(MODEL)))
-    const cache = JSON.parse(await readFile(join(a.home, 'peers.json'), 'utf8'))
-    assert.ok(cache.peers[b.daemon.nodeId]?.some((x: string) => x.includes('/tcp/')))
+    // peers.json is a cache, written after the peer is added.
+    await waitFor(
+      async () => {
+        const text = await readFile(join(a.home, 'peers.json'), 'utf8').catch(() => '{"peers":{}}')
+        const cache = JSON.parse(text) as { peers: Record<string, string[]> }
+        return cache.peers[b.daemon.nodeId]?.some((x) => x.includes('/tcp/')) === true
+      },
+      { timeoutMs: 5_000, label: "peers.json holds B's address" },
+    )
 
     const nodeId = a.daemon.nodeId
     await a.daemon.restart()

@@ -91,6 +91,14 @@ const PAYLOAD_TYPES = new Set([
   'pair_response',
 ])
 
+/** Payload types whose `capabilities` the type requires. */
+const WITH_CAPABILITIES = new Set([
+  'handshake',
+  'handshake_response',
+  'capability_response',
+  'capability_update',
+])
+
 /** Longest invite secret taken; the ones Gate makes are far shorter. */
 const MAX_SECRET_CHARS = 256
 
@@ -107,7 +115,10 @@ function parseMessage(value: Record<string, unknown>): NodeMessage {
     throw new ProtocolError('control message has no known payload type')
   }
   const p = payload as ControlPayload
-  if ('capabilities' in p && !isCapabilities(p.capabilities))
+  if (
+    ('capabilities' in p || WITH_CAPABILITIES.has(p.type)) &&
+    !isCapabilities((p as { capabilities?: unknown }).capabilities)
+  )
     throw new ProtocolError('malformed capabilities')
   if (p.type === 'pair' && !(typeof p.secret === 'string' && p.secret.length <= MAX_SECRET_CHARS))
     throw new ProtocolError('malformed pair secret')

@@ -23,15 +23,12 @@ export type RelayRequest =
   | { type: 'dns_challenge_remove'; value: string }
   /** The node has its certificate: route TLS for its name to it. */
   | { type: 'activate_domain' }
-  /** The node is alive; the answer says whether the relay still holds its registration. */
-  | { type: 'heartbeat' }
 
 /** What a relay answers. */
 export type RelayAnswer =
   | { type: 'domain_response'; domain: string; public_ip: string }
   | { type: 'dns_challenge_response'; published: boolean; error: string | null }
   | { type: 'activation_response'; active: boolean; error: string | null }
-  | { type: 'heartbeat_response'; registered: boolean }
   | { type: 'ack' }
   | { type: 'error'; message: string }
 
@@ -52,13 +49,7 @@ const MAX_VALUE_CHARS = 256
 /** Request IDs remembered to refuse replays, per relay. */
 const MAX_SEEN_IDS = 10_000
 
-const REQUEST_TYPES = new Set([
-  'domain_request',
-  'dns_challenge',
-  'dns_challenge_remove',
-  'activate_domain',
-  'heartbeat',
-])
+const REQUEST_TYPES = new Set(['domain_request', 'dns_challenge', 'dns_challenge_remove', 'activate_domain'])
 
 /** Sends one signed request on a fresh stream and returns the relay's answer. */
 export async function relayRequest(
@@ -175,7 +166,6 @@ function parseAnswer(value: Record<string, unknown>): RelayAnswer {
     (type === 'domain_response' && typeof value.domain === 'string' && typeof value.public_ip === 'string') ||
     (type === 'dns_challenge_response' && typeof value.published === 'boolean') ||
     (type === 'activation_response' && typeof value.active === 'boolean') ||
-    (type === 'heartbeat_response' && typeof value.registered === 'boolean') ||
     type === 'ack' ||
     (type === 'error' && typeof value.message === 'string')
   if (!ok) throw new ProtocolError('malformed relay answer')

@@ -55,6 +55,10 @@ for (const transport of TRANSPORTS) {
             '{"version":1,"id":"i","timestamp":1,"payload":{"type":"handshake","capabilities":{"load_factor":7}}}',
           ),
         ],
+        [
+          'capabilities missing',
+          frame('{"version":1,"id":"i","timestamp":1,"payload":{"type":"handshake_response"}}'),
+        ],
         ['data frame', Uint8Array.of(2, 2, 0x41)],
         [
           'pair secret not a string',

@@ -60,8 +60,6 @@ export class NodeRegistry {
       return { type: 'domain_response', domain: registration.domain, public_ip: this.#init.publicIp }
     }
     const registration = this.#nodes.get(nodeId)
-    if (request.type === 'heartbeat')
-      return { type: 'heartbeat_response', registered: registration !== undefined }
     if (!registration) return { type: 'error', message: 'not registered: send a domain_request first' }
     const challenge = `_acme-challenge.${registration.domain}`
     switch (request.type) {

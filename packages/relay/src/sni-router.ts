@@ -38,9 +38,9 @@ export class SniRouter {
 
   constructor(init: SniRouterInit) {
     this.#init = init
-    this.#server = createServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) =>
-      this.#accept(socket),
-    )
+    // noDelay: the relay passes on records as they come; Nagle would hold a small one (an SSE
+    // chunk right after the answer's head) until the client's delayed ACK, some 40 ms.
+    this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#accept(socket))
     this.#server.maxConnections = init.limits.max_connections
   }
 

@@ -198,3 +198,63 @@ async function startTestRelayOnPort(home: string, port: number): Promise<TestRel
     [Symbol.asyncDispose]: () => relay.stop(),
   }
 }
+
+describe('a node that dies mid-connection', () => {
+  it('ends the relayed connection at once, and the relay serves on', async () => {
+    const { gateHome } = await import('../../../apps/cli/test/utils/gate.ts')
+    const { startFakeEngine } = await import('../../daemon/test/utils/fake-engine.ts')
+    await using engine = await startFakeEngine({ models: ['llama3.2:1b'], chunks: 200, chunkDelayMs: 50 })
+    await using relay = await startTestRelay()
+    await using other = await startTestDaemon({ relay: { addresses: [relay.address] } })
+    await active(other)
+    await using home = await gateHome({
+      providers: [{ name: 'engine', kind: 'openai', url: engine.url }],
+      security: { api_keys: ['sk-relay'] },
+      relay: { addresses: [relay.address] },
+    })
+    const doomed = home.spawn(['daemon'])
+    try {
+      const runtime = async () =>
+        JSON.parse(await readFile(join(home.home, 'daemon.json'), 'utf8').catch(() => 'null'))
+      await waitFor(async () => (await runtime()) !== null, { timeoutMs: 30_000 })
+      const { node_id: nodeId } = await runtime()
+      const ca = async () => readFile(join(home.home, 'certs', 'node.crt'), 'utf8').catch(() => null)
+      await waitFor(async () => (await ca()) !== null, { timeoutMs: 20_000 })
+      const dispatcher = relayDispatcher((await ca()) as string)
+      let res: Response | undefined
+      await waitFor(
+        async () => {
+          res = (await undiciFetch(`https://${nodeId}.${DOMAIN}:${relay.tls.port}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { authorization: 'Bearer sk-relay', 'content-type': 'application/json' },
+            body: JSON.stringify({
+              model: 'llama3.2:1b',
+              messages: [{ role: 'user', content: 'x' }],
+              stream: true,
+            }),
+            dispatcher,
+          }).catch(() => undefined)) as Response | undefined
+          return res?.status === 200
+        },
+        { timeoutMs: 20_000, label: 'a stream through the relay' },
+      )
+      assert.ok(res?.body)
+      const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+      await reader.read()
+      doomed.kill('SIGKILL')
+      const started = Date.now()
+      // The stream ends, cut, within a bounded time: not a connection left hanging.
+      await assert.rejects(
+        (async () => {
+          for (let r = await reader.read(); !r.done; r = await reader.read());
+          throw new Error('ended cleanly')
+        })(),
+      )
+      assert.ok(Date.now() - started < 15_000, `cut after ${Date.now() - started} ms`)
+      await dispatcher.close()
+      assert.equal(await health(other, relay), 200, 'the relay serves its other nodes')
+    } finally {
+      doomed.kill('SIGKILL')
+    }
+  })
+})

@@ -1,5 +1,4 @@
 import { constants } from 'node:os'
-import { createRelay } from '@gate/relay'
 import type { Command } from 'commander'
 
 export function registerRelayCommand(program: Command): void {
@@ -10,6 +9,9 @@ export function registerRelayCommand(program: Command): void {
     )
     .option('--config <path>', 'relay config (default: relay.json in the data dir)')
     .action(async (options: { config?: string }) => {
+      // Loaded by this command alone: the relay's DNS and Cloudflare libraries are large, and no
+      // other command needs them.
+      const { createRelay } = await import('@gate/relay')
       const relay = createRelay({ configPath: options.config, terminal: true })
       let stopping: Promise<void> | undefined
       const done = Promise.withResolvers<void>()

@@ -40,7 +40,8 @@ export interface MethodComponents {
   admission: Admission
   mesh: Mesh
   keys: ApiKeys
-  endpoint: PublicEndpoint
+  /** Null on a node with no relay. */
+  endpoint: PublicEndpoint | null
   invites: Invites
   events: EventBus
   /** Where `detect_engines` looks for Ollama and LM Studio. @default their default URLs */
@@ -74,7 +75,7 @@ export function createRpcHandlers(c: MethodComponents): RpcHandlers {
         ...config.restartRequired,
         ...(saved !== undefined && saved !== identity.nodeId ? ['identity'] : []),
       ],
-      public: config.config.relay.addresses.length > 0 ? c.endpoint.status() : null,
+      public: c.endpoint?.status() ?? null,
       nat: mesh.nat(),
     }
   }

@@ -10,8 +10,6 @@ import {
 import type { RelayStatus } from '@gate/rpc'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 
-/** How often a registered node tells its relay it is alive. @default 20 s */
-export const HEARTBEAT_MS = 20_000
 /** The first wait before trying a relay again, doubled up to RETRY_MAX_MS. @default 2 s */
 const RETRY_MIN_MS = 2000
 const RETRY_MAX_MS = 60_000
@@ -30,8 +28,10 @@ export interface RelayLinkInit {
 
 /**
  * The node's registration with one relay: it dials the relay, asks for its name, has the caller
- * make sure a certificate covers it, activates it, and sends heartbeats; when the relay forgets
- * it (a restart) or the connection drops, it registers again, backing off while the relay is away.
+ * make sure a certificate covers it, and activates it. The registration lasts as long as the
+ * connection (libp2p's connection monitor pings it both ways); when the connection drops (the
+ * relay restarted, the network changed) the node registers again, backing off while the relay
+ * is away.
  */
 export class RelayLink {
   readonly #init: RelayLinkInit
@@ -105,23 +105,6 @@ export class RelayLink {
       this.#error = null
       this.#failures = 0
       this.#init.logger.info({ relay: this.#init.address, domain: this.#domain }, 'registered with the relay')
-      this.#next(HEARTBEAT_MS, () => this.#heartbeat())
-    } catch (err) {
-      this.#fail(err)
-    }
-  }
-
-  async #heartbeat(): Promise<void> {
-    try {
-      const answer = await this.#request({ type: 'heartbeat' })
-      if (answer.type === 'heartbeat_response' && answer.registered)
-        return this.#next(HEARTBEAT_MS, () => this.#heartbeat())
-      // The relay forgot the node (it restarted): register again.
-      this.#init.logger.info(
-        { relay: this.#init.address },
-        'the relay no longer knows this node: registering again',
-      )
-      void this.#register()
     } catch (err) {
       this.#fail(err)
     }
