@@ -149,8 +149,8 @@ describe('config', () => {
     assert.deepEqual(
       issuesOf({ network: { nat: { enabled: 'yes', relays: ['/ip4/203.0.113.7/tcp/41145'], upnp: 1 } } }),
       [
-        'network.nat.enabled: expected boolean, received string, got "yes"',
-        'network.nat.upnp: expected boolean, received number, got 1',
+        'network.nat.enabled: Invalid input: expected boolean, received string, got "yes"',
+        'network.nat.upnp: Invalid input: expected boolean, received number, got 1',
         'network.nat.relays[0]: expected a multiaddr ending in /p2p/<PeerId>, got "/ip4/203.0.113.7/tcp/41145"',
       ],
     )
