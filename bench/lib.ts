@@ -214,11 +214,13 @@ export async function freePort(): Promise<number> {
   return port
 }
 
+/** wrk against `url`; `netns`: run it inside that network namespace (`ip netns exec`). */
 export async function wrk(
   url: string,
   script: string,
   connections: number,
   headers: Record<string, string> = {},
+  netns?: string,
 ): Promise<LoadResult> {
   const threads = Math.min(2, connections)
   const extra = Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`])
@@ -232,8 +234,10 @@ export async function wrk(
     script,
     url,
   ]
-  await run('wrk', [...args.slice(0, 2), '-d1s', ...args.slice(3)]) // warm-up
-  const { stdout } = await run('wrk', args)
+  const wrkIn = (wrkArgs: string[]) =>
+    netns ? run('ip', ['netns', 'exec', netns, 'wrk', ...wrkArgs]) : run('wrk', wrkArgs)
+  await wrkIn([...args.slice(0, 2), '-d1s', ...args.slice(3)]) // warm-up
+  const { stdout } = await wrkIn(args)
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1])
   const p50 = wrkLatency(stdout, '50%')
   const p99 = wrkLatency(stdout, '99%')
@@ -342,6 +346,19 @@ export async function rssMb(pid: number): Promise<{ total: number; anon: number;
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
   const mb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1]) / 1024
   return { total: mb('VmRSS'), anon: mb('RssAnon'), file: mb('RssFile') }
+}
+
+export function f(n: number, digits = 3): string {
+  return n.toFixed(digits)
+}
+
+/** A difference with its sign: +0.120, -0.050. */
+export function signed(n: number): string {
+  return `${n < 0 ? '' : '+'}${f(n)}`
+}
+
+export function ratio(a: number, b: number): string {
+  return `${(a / b).toFixed(2)}×`
 }
 
 /** CPU seconds a process has used, all its threads, user and system (`/proc`'s ticks are 1/100 s on Linux). */

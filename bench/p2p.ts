@@ -32,13 +32,16 @@ import {
 import { startLeastForwarder } from './least.ts'
 import {
   DURATION_S,
+  f,
   interleaved,
   type LoadResult,
   MODEL,
   median,
   percentile,
   printTable,
+  ratio,
   requireTools,
+  signed,
   startGate,
   streamTimes,
   writeWrkScript,
@@ -408,19 +411,6 @@ function readAll(stream: Stream): Promise<number> {
     })
     stream.addEventListener('close', (event) => (event.error ? reject(event.error) : resolve(n)))
   })
-}
-
-function f(n: number, digits = 3): string {
-  return n.toFixed(digits)
-}
-
-/** A difference with its sign: +0.120, -0.050. */
-function signed(n: number): string {
-  return `${n < 0 ? '' : '+'}${f(n)}`
-}
-
-function ratio(a: number, b: number): string {
-  return `${(a / b).toFixed(2)}×`
 }
 
 await main()

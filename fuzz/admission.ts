@@ -297,6 +297,7 @@ export async function createTarget(): Promise<Target<Input>> {
     load_factor: 0,
     inflight: 0,
     rtt_ms: 1,
+    connection: 'direct',
   }
   const components: PipelineComponents = {
     nodeId: SELF,

@@ -1,4 +1,4 @@
-import type { RequestRecord } from '@gate/rpc/client'
+import type { PeerConnection, RequestRecord } from '@gate/rpc/client'
 
 /** A node ID cut to its head and tail, as shown in lists (the full ID is in the title and copy button). */
 export function shortId(id: string): string {
@@ -78,4 +78,12 @@ export function tokens(record: RequestRecord): string {
 export function outcome(status: number): 'ok' | 'warn' | 'error' {
   if (status >= 500 || status === 499) return 'error'
   return status >= 400 ? 'warn' : 'ok'
+}
+
+/** How a peer is reached: `direct · QUIC`, `hole-punched · TCP`, `relayed via 3f7a…`. */
+export function connectionLabel(connection: PeerConnection): string {
+  if (connection.type === 'relayed')
+    return connection.relay ? `relayed via ${shortId(connection.relay)}` : 'relayed'
+  const transport = connection.transport === 'quic' ? 'QUIC' : connection.transport === 'tcp' ? 'TCP' : ''
+  return transport ? `${connection.type} · ${transport}` : connection.type
 }

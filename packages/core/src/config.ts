@@ -49,6 +49,10 @@ const nonEmpty = z.string({ error: 'expected a non-empty string' }).min(1)
 const ipAddress = z
   .string({ error: 'expected an IPv4 or IPv6 address' })
   .refine((s) => isIP(s) !== 0, 'expected an IPv4 or IPv6 address')
+/** A peer's multiaddr that names it: `…/p2p/<PeerId>` (base58btc or a CID). */
+const peerMultiaddr = z
+  .string({ error: 'expected a multiaddr ending in /p2p/<PeerId>' })
+  .refine((s) => /^\/.+\/p2p\/[A-Za-z0-9]{40,}$/.test(s), 'expected a multiaddr ending in /p2p/<PeerId>')
 const url = z
   .string({ error: 'expected an http(s) URL' })
   .refine((s) => URL.canParse(s) && /^https?:$/.test(new URL(s).protocol), 'expected an http(s) URL')
@@ -83,6 +87,27 @@ export const ConfigSchema = z.strictObject({
       bootstrap: z.array(nonEmpty).default([]),
       mdns: z.boolean().default(false),
       max_connections: positiveInt.default(DEFAULT_MAX_CONNECTIONS),
+      /** Reaching and being reached from behind a NAT (see the README's "NAT traversal"). */
+      nat: z
+        .strictObject({
+          /**
+           * Learn whether this node is publicly reachable (AutoNAT); when it is not, keep a
+           * circuit-relay reservation on each relay (`relay.addresses` and `relays`) and advertise
+           * the relayed addresses; upgrade relayed connections with trusted peers by hole punching.
+           */
+          enabled: z.boolean().default(true),
+          /** Ask the router for port mappings (UPnP IGD). */
+          upnp: z.boolean().default(false),
+          /**
+           * Let private addresses (RFC 1918, CGNAT's 100.64/10, …) that a relay observes take part in
+           * hole punching. libp2p ignores them, which leaves nodes behind carrier-grade or nested NATs
+           * relayed for good.
+           */
+          allow_private_addresses: z.boolean().default(false),
+          /** Circuit relays besides those of `relay.addresses`: multiaddrs ending in `/p2p/<PeerId>`. */
+          relays: z.array(peerMultiaddr).default([]),
+        })
+        .prefault({}),
     })
     .prefault({}),
   providers: z
@@ -117,7 +142,7 @@ export const ConfigSchema = z.strictObject({
   relay: z
     .strictObject({
       /** Relays to register with: multiaddrs ending in `/p2p/<relay PeerId>`. */
-      addresses: z.array(nonEmpty).default([]),
+      addresses: z.array(peerMultiaddr).default([]),
       /** The relay domain this node expects its name under; the relay's is taken when absent. */
       domain: nonEmpty.optional(),
       /** A CA to get a certificate from by DNS-01; a self-signed one in `certs/` without. */
@@ -286,6 +311,7 @@ export function restartRequiredChanges(before: Config, after: Config): string[] 
   ] as const) {
     if (before.network[key] !== after.network[key]) changed.push(`network.${key}`)
   }
+  if (JSON.stringify(before.network.nat) !== JSON.stringify(after.network.nat)) changed.push('network.nat')
   for (const key of ['addresses', 'domain', 'acme'] as const) {
     if (JSON.stringify(before.relay[key]) !== JSON.stringify(after.relay[key])) changed.push(`relay.${key}`)
   }

@@ -68,5 +68,13 @@ export type { Logger } from './logger.ts'
 export { nodeIdToPeerId, parseNodeId, peerIdToNodeId } from './node-id.ts'
 export type { GatePaths } from './paths.ts'
 export { gatePaths, resolveHome } from './paths.ts'
-export type { Capabilities, PeerConnection, PeerInfo, PeerStatus } from './peers.ts'
+export type {
+  Capabilities,
+  ConnectionType,
+  NatRelayStatus,
+  NatStatus,
+  PeerConnection,
+  PeerInfo,
+  PeerStatus,
+} from './peers.ts'
 export { loadFactor } from './peers.ts'

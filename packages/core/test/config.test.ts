@@ -136,6 +136,29 @@ describe('config', () => {
     assert.equal(parseConfigText('{"node":{"log_level":"warn"}}').node.log_level, 'warn')
   })
 
+  it('network.nat: on by default, UPnP and private addresses off, relays checked for their PeerId', () => {
+    assert.deepEqual(defaultConfig().network.nat, {
+      enabled: true,
+      upnp: false,
+      allow_private_addresses: false,
+      relays: [],
+    })
+    const relay =
+      '/ip4/203.0.113.7/udp/41145/quic-v1/p2p/12D3KooWLipR2ojgX98u2p2AEBujRaukziTHzKV8VZkrafNrjF1v'
+    assert.deepEqual(parseConfig({ network: { nat: { relays: [relay] } } }).network.nat.relays, [relay])
+    assert.deepEqual(
+      issuesOf({ network: { nat: { enabled: 'yes', relays: ['/ip4/203.0.113.7/tcp/41145'], upnp: 1 } } }),
+      [
+        'network.nat.enabled: Invalid input: expected boolean, received string, got "yes"',
+        'network.nat.upnp: Invalid input: expected boolean, received number, got 1',
+        'network.nat.relays[0]: expected a multiaddr ending in /p2p/<PeerId>, got "/ip4/203.0.113.7/tcp/41145"',
+      ],
+    )
+    assert.deepEqual(issuesOf({ network: { nat: { stun: true } } }), ['network.nat: unknown field "stun"'])
+    const after = parseConfig({ network: { nat: { allow_private_addresses: true } } })
+    assert.deepEqual(restartRequiredChanges(defaultConfig(), after), ['network.nat'])
+  })
+
   it('says which changes need a restart', () => {
     const before = defaultConfig()
     const after = parseConfig({

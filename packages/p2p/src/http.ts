@@ -38,18 +38,20 @@ export class PeerStreamError extends Error {
 
 /**
  * Sends one request and waits for the response head: on a fresh `/gate/http` stream, or on a new
- * stream of a connection. Aborting `signal` resets the stream at any point, which the peer sees as
- * the client going away.
+ * stream of a connection (`runOnLimitedConnection`: a relayed one too). Aborting `signal` resets
+ * the stream at any point, which the peer sees as the client going away.
  */
 export async function sendRequest(
   target: Stream | Connection,
   request: { head: RequestHead; body: Uint8Array },
   signal?: AbortSignal,
+  options: { runOnLimitedConnection?: boolean } = {},
 ): Promise<PeerResponse> {
   const stream =
     'newStream' in target
       ? await target.newStream(HTTP_PROTOCOL, {
           maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
+          ...options,
           ...(signal ? { signal } : {}),
         })
       : target

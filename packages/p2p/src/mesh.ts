@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import {
   type Capabilities,
   type Config,
@@ -7,18 +8,27 @@ import {
   type Identity,
   type Logger,
   LogThrottle,
+  type NatStatus,
   PayloadTooLargeError,
   peerIdToNodeId,
   UpstreamError,
 } from '@gate/core'
-import type { Connection } from '@libp2p/interface'
-import { MAX_STREAMS_PER_CONNECTION, PEER_DIAL_TIMEOUT_MS } from './constants.ts'
+import type { Connection, PeerId } from '@libp2p/interface'
+import { bestConnection, describeConnection, relayedCutReason } from './connections.ts'
+import {
+  DIRECT_UPGRADE_WAIT_MS,
+  MAX_STREAMS_PER_CONNECTION,
+  PEER_DIAL_TIMEOUT_MS,
+  RELAYED_MIN_SECONDS,
+  RELAYED_RESPONSE_ROOM_BYTES,
+} from './constants.ts'
 import { CONTROL_PROTOCOL, controlStreamHandler } from './control.ts'
 import {
   HTTP_PROTOCOL,
   httpStreamHandler,
   type IncomingRequest,
   type PeerResponse,
+  PeerStreamError,
   type RequestHead,
   type ResponseHead,
   type ResponseWriter,
@@ -32,12 +42,21 @@ const STREAM_LIMITS = {
   maxOutboundStreams: MAX_STREAMS_PER_CONNECTION,
 }
 
+/**
+ * How Gate's protocols are served: on relayed connections too. Control messages are small, and a
+ * requester sends a request over a relayed connection only when its limits leave room for it.
+ */
+const HANDLER_OPTIONS = { ...STREAM_LIMITS, runOnLimitedConnection: true }
+
 /** An answer this node gives a peer's request itself, before it reaches the request pipeline. */
 export type OwnAnswer = { head: ResponseHead; body: Uint8Array }
 
 export interface MeshInit {
   identity: Identity
-  /** The config, read live: `network` (trusted peers, bootstrap), `security.max_body_bytes`. */
+  /**
+   * The config, read live: `network` (trusted peers, bootstrap), `security.max_body_bytes`;
+   * `network.nat` and `relay.addresses` are read at start.
+   */
   config: () => Config
   /** `peers.json`. */
   peerCache: string
@@ -89,7 +108,7 @@ export class Mesh {
 
   /** Starts the libp2p node on `network.p2p_host:p2p_port` and the peer manager; serves `/gate/control`. */
   static async start(init: MeshInit): Promise<Mesh> {
-    const { network } = init.config()
+    const { network, relay } = init.config()
     const trusted = new TrustedPeers(() => init.config().network.trusted_peers, init.identity.nodeId)
     const node = await createP2PNode({
       identity: init.identity,
@@ -98,6 +117,17 @@ export class Mesh {
       mdns: network.mdns,
       maxConnections: network.max_connections,
       trusts: (nodeId) => trusted.has(nodeId),
+      ...(network.nat.enabled
+        ? {
+            nat: {
+              // The relays a node registers with for HTTPS are circuit relays too.
+              relays: [...new Set([...relay.addresses, ...network.nat.relays])],
+              upnp: network.nat.upnp,
+              allowPrivateAddresses: network.nat.allow_private_addresses,
+              logger: init.logger,
+            },
+          }
+        : {}),
     })
     const mesh = new Mesh(node, trusted, init)
     await node.handle(
@@ -105,6 +135,7 @@ export class Mesh {
       controlStreamHandler((payload, connection) => mesh.peers.answer(payload, nodeIdOf(connection)), {
         onProtocolError: mesh.#onProtocolError,
       }),
+      HANDLER_OPTIONS,
     )
     await mesh.peers.start()
     return mesh
@@ -129,7 +160,7 @@ export class Mesh {
         onProtocolError: this.#onProtocolError,
         refuse: (connection) => this.#refuse(nodeIdOf(connection)),
       }),
-      STREAM_LIMITS,
+      HANDLER_OPTIONS,
     )
   }
 
@@ -147,26 +178,76 @@ export class Mesh {
     return this.node.getMultiaddrs().map((ma) => ma.toString())
   }
 
-  /** Sends one request to a trusted peer and returns its response as it arrives. */
+  /** NAT traversal as this node sees it: reachability, observed address, relay reservations. */
+  nat(): NatStatus {
+    return this.node.services.nat.status()
+  }
+
+  /**
+   * Sends one request to a trusted peer and returns its response as it arrives: over a direct
+   * connection when there is one (a hole punch under way is waited for, briefly), else over a
+   * relayed one whose limits leave room for the whole exchange.
+   */
   async exchange(
     nodeId: string,
     head: RequestHead,
     body: Uint8Array,
     signal: AbortSignal,
   ): Promise<PeerResponse> {
-    const peer = peerIdOf(nodeId)
-    const [open] = this.node.getConnections(peer)
-    if (open) return sendRequest(open, { head, body }, signal)
-    // No connection: libp2p dials, asking the DHT when the peer store has no address.
-    let stream: Awaited<ReturnType<GateLibp2p['dialProtocol']>>
+    const connection = await this.#connectionFor(peerIdOf(nodeId), nodeId, body.length, signal)
+    if (connection.direct) return sendRequest(connection, { head, body }, signal)
+    try {
+      const response = await sendRequest(connection, { head, body }, signal, { runOnLimitedConnection: true })
+      return { head: response.head, body: explainCut(response.body, connection, nodeId) }
+    } catch (err) {
+      signal.throwIfAborted()
+      throw connection.status === 'open'
+        ? err
+        : new UpstreamError(relayedCut(connection, nodeId), { cause: err })
+    }
+  }
+
+  /** The connection to send a request of `bodyBytes` over, dialling the peer if need be. */
+  async #connectionFor(
+    peer: PeerId,
+    nodeId: string,
+    bodyBytes: number,
+    signal: AbortSignal,
+  ): Promise<Connection> {
+    let connection =
+      bestConnection(this.node.getConnections(peer)) ?? (await this.#dial(peer, nodeId, signal))
+    if (connection.direct) return connection
+    const punch = this.node.services.nat.pending(peer)
+    if (punch) {
+      await Promise.race([
+        punch,
+        sleep(DIRECT_UPGRADE_WAIT_MS, undefined, { signal, ref: false }).catch(() => {}),
+      ])
+      signal.throwIfAborted()
+      connection = bestConnection(this.node.getConnections(peer)) ?? connection
+      if (connection.direct) return connection
+    }
+    if (hasRoom(connection, bodyBytes)) return connection
+    // This relayed connection is nearly spent; a new one comes with the relay's limits afresh.
+    const fresh = await this.#dial(peer, nodeId, signal, true)
+    if (connection.streams.length === 0) void connection.close().catch(() => {})
+    if (fresh.direct || hasRoom(fresh, bodyBytes)) return fresh
+    throw new UpstreamError(
+      `node ${nodeId} is reachable only through ${relayOf(fresh)}, whose limits for one relayed connection ` +
+        `(${fresh.limits?.bytes ?? 'unlimited'} bytes left) leave no room for this request (${bodyBytes} bytes ` +
+        `and ${RELAYED_RESPONSE_ROOM_BYTES} for the answer)`,
+    )
+  }
+
+  /** Dials a peer (libp2p asks the DHT when the peer store has no address for it). */
+  async #dial(peer: PeerId, nodeId: string, signal: AbortSignal, force = false): Promise<Connection> {
     try {
       const dialSignal = AbortSignal.any([signal, AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS)])
-      stream = await this.node.dialProtocol(peer, HTTP_PROTOCOL, { signal: dialSignal, ...STREAM_LIMITS })
+      return await this.node.dial(peer, { signal: dialSignal, force })
     } catch (err) {
       signal.throwIfAborted()
       throw new UpstreamError(`cannot reach node ${nodeId}: ${describeError(err)}`, { cause: err })
     }
-    return sendRequest(stream, { head, body }, signal)
   }
 
   /** The 403 for a node not in trusted_peers, answered before its request body is held. */
@@ -188,6 +269,37 @@ export class Mesh {
     await this.peers.stop()
     await this.node.stop()
   }
+}
+
+/** Whether a relayed connection's limits leave room for a request of `bodyBytes` and its answer. */
+function hasRoom(connection: Connection, bodyBytes: number): boolean {
+  const { bytes, seconds } = connection.limits ?? {}
+  if (bytes !== undefined && bytes < BigInt(bodyBytes + RELAYED_RESPONSE_ROOM_BYTES)) return false
+  return seconds === undefined || seconds >= RELAYED_MIN_SECONDS
+}
+
+/** A response body read over a relayed connection, whose errors say when the relay cut it. */
+async function* explainCut(
+  body: AsyncGenerator<Uint8Array, void, undefined>,
+  connection: Connection,
+  nodeId: string,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  try {
+    yield* body
+  } catch (err) {
+    if (connection.status === 'open') throw err
+    throw new PeerStreamError(relayedCut(connection, nodeId), { cause: err })
+  }
+}
+
+/** What a client reads when a relayed connection closes mid-exchange. */
+function relayedCut(connection: Connection, nodeId: string): string {
+  return `the relayed connection to node ${nodeId} through ${relayOf(connection)} ended mid-exchange: ${relayedCutReason(connection)}`
+}
+
+function relayOf(connection: Connection): string {
+  const relay = describeConnection(connection).relay
+  return relay ? `relay ${relay}` : 'a relay'
 }
 
 /** Node IDs of connections' remote peers, each worked out once (from the PeerId's key), not per stream. */

@@ -1,21 +1,30 @@
 import { readFile } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import {
   Breaker,
   type BreakerState,
   type Capabilities,
+  type ConnectionType,
   describeError,
   InvalidRequestError,
   type Logger,
   nodeIdToPeerId,
-  type PeerConnection,
   type PeerInfo,
   type PeerStatus,
   parseNodeId,
   peerIdToNodeId,
   writeFileAtomic,
 } from '@gate/core'
+import type { PeerId, Stream } from '@libp2p/interface'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
-import { PEER_BACKOFF_MAX_MS, PEER_DIAL_TIMEOUT_MS, PEER_REFRESH_MS } from './constants.ts'
+import { bestConnection, connectionType, describeConnection } from './connections.ts'
+import {
+  PAIR_RETRY_MS,
+  PAIR_TIMEOUT_MS,
+  PEER_BACKOFF_MAX_MS,
+  PEER_DIAL_TIMEOUT_MS,
+  PEER_REFRESH_MS,
+} from './constants.ts'
 import { CONTROL_PROTOCOL, type ControlPayload, controlRequest } from './control.ts'
 import { type GateLibp2p, peerIdOf } from './node.ts'
 
@@ -51,6 +60,8 @@ export interface PeerView {
   /** Requests this node has in flight to it. */
   inflight: number
   rtt_ms: number | null
+  /** How it is reached now; null when not connected. */
+  connection: ConnectionType | null
 }
 
 /** Where the peer manager reports peers going up, down and changing capabilities (`/events`). */
@@ -180,13 +191,7 @@ export class PeerManager {
       const peer = peerIdOf(state.node_id)
       const known = this.#init.bootstrap().find((a) => a.endsWith(`/p2p/${peer.toString()}`))
       const hasAddress = node.getConnections(peer).length > 0 || (await node.peerStore.has(peer))
-      const stream = await node.dialProtocol(
-        known && !hasAddress ? multiaddr(known) : peer,
-        CONTROL_PROTOCOL,
-        {
-          signal,
-        },
-      )
+      const stream = await this.#controlStream(peer, known && !hasAddress ? multiaddr(known) : peer, signal)
       const capabilities = this.#init.capabilities()
       const answer = await controlRequest(
         stream,
@@ -197,8 +202,12 @@ export class PeerManager {
       )
       state.rtt_ms = Math.round((performance.now() - started) * 100) / 100
       if (answer.type === 'handshake_response') this.#setCapabilities(state, answer.capabilities)
+      // Relayed to a trusted peer: try for a direct connection (once per relayed connection).
+      if (bestConnection(node.getConnections(peer))?.direct === false) node.services.nat.upgrade(peer)
+      // A punched connection's address is the NAT's mapping of one socket: no use once it closes.
       const addresses = node
         .getConnections(peer)
+        .filter((c) => connectionType(c) !== 'hole-punched')
         .map((c) => c.remoteAddr.decapsulateCode(P2P_CODE).toString())
       if (addresses.join() !== state.addresses.join()) {
         state.addresses = addresses
@@ -230,16 +239,25 @@ export class PeerManager {
       const ma = parseAddress(address)
       if (!ma)
         throw new InvalidRequestError(`not a multiaddr: ${JSON.stringify(address)}`, { param: 'address' })
-      const named = ma.getComponents().find((c) => c.code === P2P_CODE)?.value
+      // The last /p2p/ names the node (a relayed address names its relay first).
+      const named = ma.getComponents().findLast((c) => c.code === P2P_CODE)?.value
       if (named !== undefined && named !== nodeIdToPeerId(nodeId)) {
         throw new InvalidRequestError(`address belongs to ${named}, not to node ${nodeId}`, {
           param: 'address',
         })
       }
       const plain = ma.decapsulateCode(P2P_CODE)
-      await this.#init.node.peerStore.merge(peerIdOf(nodeId), { multiaddrs: [plain] })
+      const peer = peerIdOf(nodeId)
+      await this.#init.node.peerStore.merge(peer, { multiaddrs: [plain] })
       state.addresses = [...new Set([...state.addresses, plain.toString()])]
       this.#saveCache()
+      // The address given is dialled first: libp2p's order could take another the peer store has
+      // (a relayed one) before it. A failure is the handshake's to report.
+      await this.#init.node
+        .dial(plain.encapsulate(`/p2p/${peer.toString()}`), {
+          signal: AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS),
+        })
+        .catch(() => {})
     }
     await this.#handshake(state)
     return this.info(nodeId)
@@ -250,9 +268,7 @@ export class PeerManager {
     const peer = peerIdOf(nodeId)
     const valid = addresses.flatMap((a) => parseAddress(a)?.decapsulateCode(P2P_CODE) ?? [])
     if (valid.length > 0) await this.#init.node.peerStore.merge(peer, { multiaddrs: valid })
-    const stream = await this.#init.node.dialProtocol(peer, CONTROL_PROTOCOL, {
-      signal: AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS),
-    })
+    const stream = await this.#reach(peer, AbortSignal.timeout(PAIR_TIMEOUT_MS))
     const answer = await controlRequest(
       stream,
       { type: 'pair', secret },
@@ -287,7 +303,7 @@ export class PeerManager {
       models: state?.capabilities?.supported_models ?? [],
       load_factor: state?.capabilities?.load_factor ?? null,
       rtt_ms: state?.rtt_ms ?? null,
-      connection: connectionOf(connections.map((c) => c.remoteAddr)),
+      connection: describe(connections),
       last_seen: state?.last_seen ?? null,
       next_attempt:
         state?.status === 'failed' && state.retry_at > 0 ? new Date(state.retry_at).toISOString() : null,
@@ -318,6 +334,7 @@ export class PeerManager {
         load_factor: p.capabilities?.load_factor ?? 1,
         inflight: p.inflight,
         rtt_ms: p.rtt_ms,
+        connection: describe(this.#init.node.getConnections(peerIdOf(p.node_id)))?.type ?? null,
       })
     }
     return out
@@ -392,6 +409,36 @@ export class PeerManager {
       default:
         return { type: 'ack' }
     }
+  }
+
+  /**
+   * A `/gate/control` stream to `peer`, tried again until `signal` aborts. libp2p joins a dial to
+   * the same peer already under way, and the DHT may have started one with only the addresses it
+   * had learnt (a home LAN's, unreachable from here), not the relayed ones just put in the peer
+   * store: that dial can take a QUIC timeout per address, and fails; the next starts afresh.
+   */
+  async #reach(peer: PeerId, signal: AbortSignal): Promise<Stream> {
+    for (;;) {
+      try {
+        return await this.#controlStream(peer, peer, signal)
+      } catch (err) {
+        if (signal.aborted) throw err
+        await sleep(PAIR_RETRY_MS)
+      }
+    }
+  }
+
+  /**
+   * A `/gate/control` stream to `peer`: on its best open connection, a relayed one included
+   * (control messages are small), else by dialling `target`. libp2p's own dial would not reuse a
+   * relayed connection: it would open another circuit through the relay for each message.
+   */
+  #controlStream(peer: PeerId, target: PeerId | Multiaddr, signal: AbortSignal): Promise<Stream> {
+    const options = { signal, runOnLimitedConnection: true }
+    const open = bestConnection(this.#init.node.getConnections(peer))
+    return open
+      ? open.newStream(CONTROL_PROTOCOL, options)
+      : this.#init.node.dialProtocol(target, CONTROL_PROTOCOL, options)
   }
 
   /** Writes `peers.json` (atomically, after any write in progress). */
@@ -476,17 +523,10 @@ function withheld(nodeId: string): Capabilities {
 /** The multicodec of a multiaddr's `/p2p/<PeerId>` part. */
 const P2P_CODE = 421
 
-/** How open connections reach a node: the most direct of them (QUIC before TCP before a relay). */
-function connectionOf(addresses: Multiaddr[]): PeerConnection | null {
-  const kinds = new Set(
-    addresses.map((address): PeerConnection => {
-      const names = address.getComponents().map((c) => c.name)
-      if (names.includes('p2p-circuit')) return 'relayed'
-      if (names.includes('quic-v1')) return 'quic'
-      return names.includes('tcp') ? 'tcp' : 'other'
-    }),
-  )
-  return (['quic', 'tcp', 'relayed', 'other'] as const).find((kind) => kinds.has(kind)) ?? null
+/** How a node is reached: over the best of its open connections; null when there is none. */
+function describe(connections: Parameters<typeof bestConnection>[0]): PeerInfo['connection'] {
+  const best = bestConnection(connections)
+  return best ? describeConnection(best) : null
 }
 
 function parseAddress(text: string): Multiaddr | undefined {

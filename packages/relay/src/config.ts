@@ -14,6 +14,16 @@ export const DEFAULT_DNS_PORT = 53
 export const DEFAULT_RELAY_P2P_PORT = 41145
 /** @default 9145 */
 export const DEFAULT_METRICS_PORT = 9145
+/** Circuit-relay reservations held at once, all peers together. @default 1024 */
+export const DEFAULT_MAX_RESERVATIONS = 1024
+/** Reservations for peers that are not Gate nodes. @default 4 */
+export const DEFAULT_UNTRUSTED_QUOTA = 4
+/** Seconds one relayed connection may last (libp2p's default of 2 minutes cuts inference streams). @default 3600 */
+export const DEFAULT_CIRCUIT_DURATION = 3600
+/** Bytes one relayed connection may carry, both ways (libp2p's default is 128 KiB). @default 256 MiB */
+export const DEFAULT_CIRCUIT_DATA_LIMIT = 256 * 1024 * 1024
+/** Relayed connections one node may have open through the relay at once, each way. @default 32 */
+export const DEFAULT_MAX_CIRCUITS_PER_NODE = 32
 
 const port = z.int({ error: 'expected integer 0–65535' }).min(0).max(65535)
 const positiveInt = z.int({ error: 'expected a positive integer' }).min(1)
@@ -80,6 +90,23 @@ export const RelayConfigSchema = z
         .prefault({}),
       metrics: z
         .strictObject({ host: ip.default('127.0.0.1'), port: port.default(DEFAULT_METRICS_PORT) })
+        .prefault({}),
+      /** The circuit relay (libp2p circuit-relay-v2) that carries traffic between nodes behind NATs. */
+      circuit: z
+        .strictObject({
+          enabled: z.boolean().default(true),
+          max_reservations: positiveInt.default(DEFAULT_MAX_RESERVATIONS),
+          /** Of those, how many peers that do not speak Gate's protocols may hold. */
+          untrusted_quota: z
+            .int({ error: 'expected a whole number, 0 or more' })
+            .min(0)
+            .default(DEFAULT_UNTRUSTED_QUOTA),
+          /** Seconds one relayed connection may last. */
+          duration: positiveInt.default(DEFAULT_CIRCUIT_DURATION),
+          /** Bytes one relayed connection may carry, both ways together. */
+          data_limit: positiveInt.default(DEFAULT_CIRCUIT_DATA_LIMIT),
+          max_circuits_per_node: positiveInt.default(DEFAULT_MAX_CIRCUITS_PER_NODE),
+        })
         .prefault({}),
     }),
   })

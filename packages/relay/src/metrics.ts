@@ -54,6 +54,27 @@ export class RelayMetrics {
     registers: [this.registry],
   })
 
+  /** Where the circuit relay's reservations are counted, by kind, when scraped. */
+  reservations: (() => { gate: number; other: number }) | undefined
+  readonly circuitReservations = new Gauge({
+    name: 'gate_relay_circuit_reservations',
+    help: 'Circuit-relay reservations held, by kind of peer (gate, other)',
+    labelNames: ['kind'],
+    registers: [this.registry],
+    collect: () => {
+      const counts = this.reservations?.()
+      if (!counts) return
+      this.circuitReservations.set({ kind: 'gate' }, counts.gate)
+      this.circuitReservations.set({ kind: 'other' }, counts.other)
+    },
+  })
+  readonly circuitRefused = new Counter({
+    name: 'gate_relay_circuit_reservations_refused_total',
+    help: 'Circuit-relay reservations this relay refused, by reason (untrusted_quota)',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  })
+
   constructor() {
     collectDefaultMetrics({ register: this.registry })
   }

@@ -15,8 +15,9 @@ import {
   resolveHome,
   writeFileAtomic,
 } from '@gate/core'
-import { createP2PNode, type GateLibp2p, RELAY_PROTOCOL, relayStreamHandler } from '@gate/p2p'
+import { createRelayNode, RELAY_PROTOCOL, type RelayLibp2p, relayStreamHandler } from '@gate/p2p'
 import type { Logger } from 'pino'
+import { CircuitPolicy } from './circuit.ts'
 import { parseRelayConfig, type RelayConfig } from './config.ts'
 import { BuiltinDns } from './dns/builtin.ts'
 import { CloudflareDns } from './dns/cloudflare.ts'
@@ -56,7 +57,7 @@ const RELAY_MAX_CONNECTIONS = 20_000
 interface Running {
   logger: Logger
   closeLogger: () => Promise<void>
-  node: GateLibp2p
+  node: RelayLibp2p
   zone: ZoneBackend
   router: SniRouter
   metricsServer: Server
@@ -118,11 +119,30 @@ export class Relay {
       metrics: this.metrics,
       logger,
     })
-    const node = await createP2PNode({
+    const { circuit } = server
+    let node: RelayLibp2p | undefined
+    const policy = new CircuitPolicy({
+      node: () => node,
+      untrustedQuota: circuit.untrusted_quota,
+      metrics: this.metrics,
+      logger,
+    })
+    node = await createRelayNode({
       identity,
       host: config.network.p2p_host,
       port: config.network.p2p_port,
       maxConnections: RELAY_MAX_CONNECTIONS,
+      ...(circuit.enabled
+        ? {
+            circuit: {
+              maxReservations: circuit.max_reservations,
+              durationMs: circuit.duration * 1000,
+              dataLimit: circuit.data_limit,
+              maxCircuitsPerNode: circuit.max_circuits_per_node,
+              denyReservation: (peer) => policy.denyReservation(peer),
+            },
+          }
+        : {}),
     })
     started.defer(() => node.stop())
     await node.handle(

@@ -2,7 +2,8 @@ import type { AddressInfo } from 'node:net'
 import { createServer, type Server, type Socket } from 'node:net'
 import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { FrameStream, type GateLibp2p, peerIdOf, TLS_PROTOCOL, tunnelDuplex } from '@gate/p2p'
+import { FrameStream, peerIdOf, TLS_PROTOCOL, tunnelDuplex } from '@gate/p2p'
+import type { Libp2p } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { MAX_HELLO_BYTES, normalizeServerName, parseClientHello } from './client-hello.ts'
 import type { RelayConfig } from './config.ts'
@@ -16,7 +17,7 @@ const MAX_PREREAD_BYTES = MAX_HELLO_BYTES + 1024
 const MAX_TRACKED_SOURCES = 10_000
 
 export interface SniRouterInit {
-  node: GateLibp2p
+  node: Libp2p
   registry: NodeRegistry
   limits: RelayConfig['relay_server']['limits']
   metrics: RelayMetrics

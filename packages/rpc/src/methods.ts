@@ -4,7 +4,7 @@
  * then asks every `RpcHandlers` object for a handler.
  */
 
-import type { PeerInfo, ProviderKind } from '@gate/core'
+import type { NatStatus, PeerConnection, PeerInfo, ProviderKind } from '@gate/core'
 import { LOG_LEVELS, ProviderConfigSchema } from '@gate/core'
 import { z } from 'zod'
 import { MAX_HISTORY_LIMIT } from './constants.ts'
@@ -139,6 +139,8 @@ export interface NodeStatus {
   restart_required: string[]
   /** The node's public HTTPS endpoint through its relays; null without `relay.addresses`. */
   public: PublicStatus | null
+  /** How the node stands behind its NAT: reachability, circuit-relay reservations. */
+  nat: NatStatus
 }
 
 /** One relay a node registers with. */
@@ -193,7 +195,7 @@ export interface MetricsSnapshot {
   consumed: Record<string, { requests: number; prompt_tokens: number; completion_tokens: number }>
 }
 
-export type { PeerInfo }
+export type { NatStatus, PeerConnection, PeerInfo }
 
 /** Requests and tokens, added up. */
 export interface UsageTotals {
@@ -272,8 +274,11 @@ export interface MethodResults {
   remove_peer: { removed: boolean }
   list_peers: { peers: PeerInfo[] }
   peer_info: { peer: PeerInfo }
-  /** This node and every node it knows: trusted peers and others it is connected to (the DHT). */
-  network_state: { self: PeerInfo; nodes: PeerInfo[] }
+  /**
+   * This node and every node it knows: trusted peers and others it is connected to (the DHT);
+   * and how it stands behind its NAT (reachability, relay reservations).
+   */
+  network_state: { self: PeerInfo; nodes: PeerInfo[]; nat: NatStatus }
   /** A one-time pairing code: this node's ID, addresses and a secret. */
   create_invite: { code: string; node_id: string; addresses: string[]; expires_at: number }
   /** Redeems an invite: the inviter now trusts this node, and this node trusts the inviter. */

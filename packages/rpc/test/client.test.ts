@@ -61,6 +61,7 @@ async function startControlPort(
       active_requests: 0,
       restart_required: [],
       public: null,
+      nat: { enabled: true, reachability: 'private', observed_address: null, relays: [] },
     }),
     get_logs: async (params) => ({ lines: [{ lines: params.lines, level: params.level ?? null }] }),
     get_config: async () => {

@@ -3,6 +3,7 @@ import { constants } from 'node:os'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { createDaemon, type RuntimeInfo } from '@gate/daemon'
+import type { NatStatus } from '@gate/rpc'
 import type { Command } from 'commander'
 import {
   CliError,
@@ -102,12 +103,29 @@ export function registerDaemonCommands(program: Command): void {
             rows.push(['certificate', `${issuer}, expires ${cert.expires_at}${renews}${state}`])
           }
         }
+        rows.push(...natRows(status.nat))
         if (status.restart_required.length > 0) {
           rows.push(['restart needed', status.restart_required.join(', ')])
         }
         return `gate daemon is running\n${table(rows)}`
       })
     })
+}
+
+/** What `gate status` says of NAT traversal: reachability, and each relay's reservation. */
+function natRows(nat: NatStatus): Array<[string, string]> {
+  if (!nat.enabled) return [['NAT', 'traversal off (network.nat.enabled)']]
+  const seen = nat.observed_address ? `, seen from outside as ${nat.observed_address}` : ''
+  const rows: Array<[string, string]> = [
+    ['NAT', nat.reachability === 'public' ? 'publicly reachable' : `not publicly reachable${seen}`],
+  ]
+  for (const relay of nat.relays) {
+    const state = relay.reserved
+      ? `reserved: ${relay.relayed_address}`
+      : `no reservation${relay.error ? `: ${relay.error}` : ''}`
+    rows.push([`circuit relay ${relay.address}`, state])
+  }
+  return rows
 }
 
 async function runInForeground(configPath: string | undefined): Promise<void> {

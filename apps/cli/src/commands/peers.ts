@@ -2,6 +2,12 @@ import type { PeerInfo } from '@gate/rpc'
 import type { Command } from 'commander'
 import { cliPaths, connect, output, progress, table } from '../context.ts'
 
+/**
+ * How long `peers add` and `peers join` wait for the daemon: reaching a peer behind a NAT may take
+ * two dials (a relayed one after the addresses that do not answer) and a round of messages.
+ */
+const REACH_TIMEOUT_MS = 30_000
+
 export function registerPeersCommands(program: Command): void {
   const peers = program.command('peers').description('trusted peers: add, list, remove')
 
@@ -17,6 +23,7 @@ export function registerPeersCommands(program: Command): void {
       const { peer } = await rpc.call(
         'add_peer',
         address === undefined ? { node_id: nodeId } : { node_id: nodeId, address },
+        { timeoutMs: REACH_TIMEOUT_MS },
       )
       output(options.json, peer, () => `trusted ${peer.node_id}\n${describePeer(peer)}`)
     })
@@ -59,7 +66,7 @@ export function registerPeersCommands(program: Command): void {
     .action(async (code: string, options: { json?: boolean }) => {
       const { rpc } = await connect(cliPaths())
       progress('pairing…')
-      const { peer } = await rpc.call('join_invite', { code })
+      const { peer } = await rpc.call('join_invite', { code }, { timeoutMs: REACH_TIMEOUT_MS })
       output(options.json, peer, () => `paired with ${peer.node_id}\n${describePeer(peer)}`)
     })
 
@@ -74,6 +81,14 @@ export function registerPeersCommands(program: Command): void {
     })
 }
 
+/** `direct (QUIC)`, `hole-punched (TCP)`, `relayed via <relay node ID>`, or `none`. */
+function describeConnection(connection: PeerInfo['connection']): string {
+  if (!connection) return 'none'
+  if (connection.type === 'relayed') return `relayed via ${connection.relay ?? 'a relay'}`
+  const transport = connection.transport === 'quic' ? 'QUIC' : connection.transport === 'tcp' ? 'TCP' : null
+  return transport ? `${connection.type} (${transport})` : connection.type
+}
+
 function describePeer(peer: PeerInfo): string {
   const retry = peer.next_attempt
     ? ` (next try in ${Math.max(0, Math.round((Date.parse(peer.next_attempt) - Date.now()) / 1000))} s)`
@@ -85,6 +100,7 @@ function describePeer(peer: PeerInfo): string {
     ['status', status],
     ['models', peer.models.join(', ') || 'none advertised'],
     ['load', peer.load_factor === null ? 'unknown' : `${Math.round(peer.load_factor * 100)}%`],
+    ['connection', describeConnection(peer.connection)],
     ['RTT', peer.rtt_ms === null ? 'unknown' : `${peer.rtt_ms} ms`],
     ['addresses', peer.addresses.join(' ') || 'none known'],
   ])

@@ -29,9 +29,12 @@ export interface GateHome extends AsyncDisposable {
 
 /**
  * A fresh data dir (GATE_HOME) whose config uses random ports. Disposing it stops a daemon left
- * running there and removes the dir.
+ * running there and removes the dir. With `netns`, every command runs in that network namespace.
  */
-export async function gateHome(config: Record<string, unknown> = {}): Promise<GateHome> {
+export async function gateHome(
+  config: Record<string, unknown> = {},
+  { netns }: { netns?: string } = {},
+): Promise<GateHome> {
   const home = await mkdtemp(join(tmpdir(), 'gate-cli-'))
   const network = {
     http_port: 0,
@@ -43,7 +46,7 @@ export async function gateHome(config: Record<string, unknown> = {}): Promise<Ga
   await writeFile(join(home, 'config.json'), JSON.stringify({ ...config, network }, null, 2))
   const env = { ...process.env, GATE_HOME: home, GATE_PASSPHRASE: 'cli-test-passphrase', NO_COLOR: '1' }
   const spawnGate = (args: string[], options: { env?: NodeJS.ProcessEnv; fdLimit?: number } = {}) => {
-    const command = [process.execPath, BIN, ...args]
+    const command = [...(netns ? ['ip', 'netns', 'exec', netns] : []), process.execPath, BIN, ...args]
     const child =
       options.fdLimit === undefined
         ? spawn(command[0] as string, command.slice(1), { env: { ...env, ...options.env }, stdio: 'pipe' })

@@ -5,16 +5,9 @@ import { ConfirmButton } from '../components/confirm-button.tsx'
 import { CopyButton } from '../components/copy-button.tsx'
 import { InviteMaker, PeerAdder } from '../components/pairing.tsx'
 import { Panel } from '../components/panel.tsx'
-import { ago, ms, plural, shortId } from '../format.ts'
+import { ago, connectionLabel, ms, plural, shortId } from '../format.ts'
 import { describe, useSession } from '../session.ts'
 import { useCall } from '../use-call.ts'
-
-const CONNECTION: Record<string, string> = {
-  quic: 'direct · QUIC',
-  tcp: 'direct · TCP',
-  relayed: 'relayed',
-  other: 'direct',
-}
 
 export function PeersPage() {
   const peers = useCall('get_peers', undefined, {
@@ -103,7 +96,7 @@ function PeerTable({ peers, onChange }: { peers: PeerRow[]; onChange: () => void
               <Cell label="Load">
                 {peer.load_factor === null ? '—' : `${Math.round(peer.load_factor * 100)}%`}
               </Cell>
-              <Cell label="Connection">{peer.connection ? CONNECTION[peer.connection] : '—'}</Cell>
+              <Cell label="Connection">{peer.connection ? connectionLabel(peer.connection) : '—'}</Cell>
               <Cell label="Last seen">{ago(peer.last_seen)}</Cell>
               <Cell label="Exchanged">
                 <div>served to it: {usage(peer.served)}</div>

@@ -47,10 +47,19 @@ export function servesModel(models: readonly string[], model: string): boolean {
 const INFLIGHT_WEIGHT = 0.25
 /** What an unknown round trip counts as. */
 const UNKNOWN_RTT_MS = 1000
+/**
+ * What being reached through a relay costs beyond the round trip (which, measured over the relayed
+ * connection, already counts the detour): the relay's limits on duration and data, and its load.
+ */
+const RELAYED_PENALTY = 0.5
 
-/** A peer's score, lower is better: how loaded it is (as it says, and by our requests to it), and how far. */
+/**
+ * A peer's score, lower is better: how loaded it is (as it says, and by our requests to it), how
+ * far (its round trip over the connection requests take), and whether only a relay reaches it.
+ */
 export function peerScore(peer: PeerView): number {
-  return peer.load_factor + peer.inflight * INFLIGHT_WEIGHT + (peer.rtt_ms ?? UNKNOWN_RTT_MS) / 1000
+  const relayed = peer.connection === 'relayed' ? RELAYED_PENALTY : 0
+  return peer.load_factor + peer.inflight * INFLIGHT_WEIGHT + (peer.rtt_ms ?? UNKNOWN_RTT_MS) / 1000 + relayed
 }
 
 /**

@@ -76,6 +76,7 @@ export function createRpcHandlers(c: MethodComponents): RpcHandlers {
         ...(saved !== undefined && saved !== identity.nodeId ? ['identity'] : []),
       ],
       public: c.endpoint?.status() ?? null,
+      nat: mesh.nat(),
     }
   }
   return {
@@ -203,7 +204,7 @@ export function createRpcHandlers(c: MethodComponents): RpcHandlers {
         last_seen: new Date().toISOString(),
         next_attempt: null,
       }
-      return { self, nodes: mesh.peers.known() }
+      return { self, nodes: mesh.peers.known(), nat: mesh.nat() }
     },
     create_invite: async ({ ttl_s }) => {
       const { code, invite } = c.invites.create(identity.nodeId, mesh.addresses(), ttl_s)

@@ -28,6 +28,7 @@ function peer(node_id: string, extra: Partial<PeerView> = {}): PeerView {
     load_factor: 0,
     inflight: 0,
     rtt_ms: 1,
+    connection: 'direct',
     ...extra,
   }
 }
@@ -91,6 +92,24 @@ describe('router', () => {
     {
       name: 'nearer of two equally loaded peers first',
       input: input({ peers: [peer(P1, { rtt_ms: 40 }), peer(P2, { rtt_ms: 2 })] }),
+      want: [routed(P2), routed(P1)],
+    },
+    {
+      name: 'a direct or hole-punched peer before a relayed one, even one a little nearer',
+      input: input({
+        peers: [
+          peer(P1, { connection: 'relayed', rtt_ms: 30 }),
+          peer(P2, { connection: 'hole-punched', rtt_ms: 60 }),
+          peer(P3, { connection: 'direct', rtt_ms: 90 }),
+        ],
+      }),
+      want: [routed(P2), routed(P3), routed(P1)],
+    },
+    {
+      name: 'a relayed peer before a loaded direct one',
+      input: input({
+        peers: [peer(P1, { load_factor: 0.9 }), peer(P2, { connection: 'relayed', rtt_ms: 40 })],
+      }),
       want: [routed(P2), routed(P1)],
     },
     {
