@@ -31,6 +31,8 @@ import { type GateLibp2p, peerIdOf } from './node.ts'
 /** What this node knows of one trusted peer. */
 interface PeerState {
   node_id: string
+  /** Its libp2p PeerId, worked out once: routing asks for its connections on every request. */
+  peer: PeerId
   status: PeerStatus
   /** Why the last attempt to reach it failed. */
   error: string | null
@@ -325,6 +327,7 @@ export class PeerManager {
     const out: PeerView[] = []
     for (const p of this.#peers.values()) {
       if (!this.isTrusted(p.node_id)) continue
+      const best = bestConnection(this.#init.node.getConnections(p.peer))
       out.push({
         node_id: p.node_id,
         connected: p.status === 'connected',
@@ -334,7 +337,7 @@ export class PeerManager {
         load_factor: p.capabilities?.load_factor ?? 1,
         inflight: p.inflight,
         rtt_ms: p.rtt_ms,
-        connection: describe(this.#init.node.getConnections(peerIdOf(p.node_id)))?.type ?? null,
+        connection: best ? connectionType(best) : null,
       })
     }
     return out
@@ -457,6 +460,7 @@ export class PeerManager {
     if (!state) {
       state = {
         node_id: nodeId,
+        peer: peerIdOf(nodeId),
         status: 'disconnected',
         error: null,
         last_seen: null,
