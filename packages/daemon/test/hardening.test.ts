@@ -8,6 +8,8 @@ import { generateIdentity } from '@gate/core'
 import { CONTROL_PROTOCOL, controlRequest, createP2PNode, HTTP_PROTOCOL } from '@gate/p2p'
 import { createRpcClient } from '@gate/rpc'
 import { multiaddr } from '@multiformats/multiaddr'
+import { CONTROL_REQUEST_TIMEOUT_MS } from '../src/control/server.ts'
+import { CONTROL_MAX_CONNECTIONS } from '../src/descriptors.ts'
 import { providerFor, startTestDaemon, type TestDaemon } from './utils/daemon.ts'
 import { replyText, startFakeEngine } from './utils/fake-engine.ts'
 import { waitFor } from './utils/wait.ts'
@@ -163,5 +165,39 @@ describe('hostile and careless input', () => {
       JSON.stringify(refused),
     )
     assert.ok(!lines.some((l) => (l.level as number) >= 50), 'no error-level line for a caller mistake')
+  })
+
+  it('answers control clients that stall mid-request with a 408 and frees their connections for others', async () => {
+    await using gate = await startTestDaemon()
+    const client = createRpcClient({ url: gate.controlUrl, token: gate.token })
+    const { port } = new URL(gate.controlUrl)
+    const stalled = await Promise.all(
+      Array.from({ length: CONTROL_MAX_CONNECTIONS }, async () => {
+        const socket = connect({ host: '127.0.0.1', port: Number(port) })
+        await once(socket, 'connect')
+        socket.write(
+          `POST /rpc HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${gate.token}\r\n` +
+            'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"jsonrpc"',
+        )
+        let answer = ''
+        socket.setEncoding('utf8').on('data', (chunk: string) => {
+          answer += chunk
+        })
+        const closed = once(socket, 'close').then(() => answer)
+        return { socket, closed }
+      }),
+    )
+    const started = performance.now()
+    // Every control connection is held: another client is turned away.
+    await assert.rejects(client.call('node_status', {}))
+    const answers = await Promise.all(stalled.map((s) => s.closed))
+    const waited = performance.now() - started
+    assert.ok(
+      answers.every((a) => a.startsWith('HTTP/1.1 408')),
+      answers.find((a) => !a.startsWith('HTTP/1.1 408')),
+    )
+    assert.ok(waited < CONTROL_REQUEST_TIMEOUT_MS + 3000, `stalled connections held ${waited} ms`)
+    const { version } = await client.call('node_status', {})
+    assert.ok(version.length > 0)
   })
 })

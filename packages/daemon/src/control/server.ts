@@ -20,6 +20,12 @@ import { type DashboardInit, serveDashboard } from './dashboard.ts'
 const MAX_RPC_BODY_BYTES = 1024 * 1024
 /** Interval of SSE keep-alive comments on `/events`. @default 15 s */
 const SSE_KEEPALIVE_MS = 15_000
+/**
+ * How long a control client may take to send a whole request, headers and body: a client that
+ * stalls would otherwise hold one of the CONTROL_MAX_CONNECTIONS for Node's default 300 s.
+ * @default 10 s
+ */
+export const CONTROL_REQUEST_TIMEOUT_MS = 10_000
 
 export interface ControlComponents {
   token: string
@@ -151,7 +157,15 @@ export class ControlServer {
     app.notFound((ctx) => fail(ctx, new NotFoundError(`no route ${ctx.req.method} ${ctx.req.path}`)))
     app.onError((err, ctx) => fail(ctx, err))
 
-    this.#server = createAdaptorServer({ fetch: app.fetch }) as Server
+    this.#server = createAdaptorServer({
+      fetch: app.fetch,
+      serverOptions: {
+        requestTimeout: CONTROL_REQUEST_TIMEOUT_MS,
+        headersTimeout: CONTROL_REQUEST_TIMEOUT_MS,
+        // Node looks for requests past their timeout this often (default 30 s).
+        connectionsCheckingInterval: 1000,
+      },
+    }) as Server
     this.#server.maxConnections = CONTROL_MAX_CONNECTIONS
   }
 
