@@ -19,7 +19,7 @@ import { mdns } from '@libp2p/mdns'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { type Ping, ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
-import { type UPnPNAT, uPnPNAT } from '@libp2p/upnp-nat'
+import type { UPnPNAT } from '@libp2p/upnp-nat'
 import { isLoopback } from '@libp2p/utils'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
@@ -137,7 +137,8 @@ export async function createP2PNode(init: P2PNodeInit): Promise<GateLibp2p> {
         logger: nat?.logger ?? SILENT,
       }),
       ...(nat ? { autonat: autoNAT(AUTONAT_INIT) } : {}),
-      ...(nat?.upnp ? { upnp: uPnPNAT() } : {}),
+      // Off by default: loaded only when on (its UPnP and XML code is about 6 MB of memory).
+      ...(nat?.upnp ? { upnp: (await import('@libp2p/upnp-nat')).uPnPNAT() } : {}),
     },
   })
   return node
