@@ -1,7 +1,8 @@
 /**
- * A stand-in for a libp2p Stream, with only what FrameStream and the `/gate/control` and
- * `/gate/http` handlers use: 'message', 'end', 'close' and 'drain' listeners, `send`, `close`,
- * `abort` and the status fields. The fuzz targets deliver the peer's bytes with `deliver` and
+ * A stand-in for a libp2p Stream, with only what FrameStream, the `/gate/control` and
+ * `/gate/http` handlers and @libp2p/utils' `lpStream` (the `/gate/punch` messages) use: 'message',
+ * 'end', 'remoteCloseWrite', 'close' and 'drain' listeners, `send`, `close`, `abort` and the
+ * status fields. The fuzz targets deliver the peer's bytes with `deliver` and
  * read what the node sent back from `sent`, so a parser runs at hundreds of thousands of inputs
  * a second with no network under it.
  */
@@ -27,6 +28,11 @@ export class FakeStream {
   status: 'open' | 'closing' | 'closed' | 'aborted' | 'reset' = 'open'
   writeStatus: 'writable' | 'closing' | 'closed' = 'writable'
   readableEnded = false
+  remoteWriteStatus: 'writable' | 'closed' = 'writable'
+  /** Delivered bytes go straight to the listeners: none wait in a buffer. */
+  readonly readBufferLength = 0
+  /** `lpStream` logs through the stream's logger. */
+  readonly log = Object.assign(() => {}, { error: () => {}, trace: () => {} })
   readonly writableNeedsDrain = false
   /** What the node sent, in order. */
   readonly sent: Uint8Array[] = []
@@ -77,9 +83,11 @@ export class FakeStream {
   /** The peer closes its side ('end') or resets the stream. */
   finish(how: PeerEnd): void {
     if (this.status === 'aborted' || this.status === 'reset') return
+    this.remoteWriteStatus = 'closed'
     if (how === 'end') {
       if (this.readableEnded) return
       this.readableEnded = true
+      this.#dispatch(new Event('remoteCloseWrite'))
       this.#dispatch(new Event('end'))
       return
     }
@@ -95,6 +103,10 @@ export class FakeStream {
     this.sent.push(data instanceof Uint8Array ? data : data.subarray())
     return true
   }
+
+  /** `lpStream` takes a stream for one by these two methods; the code under test calls neither. */
+  push(): void {}
+  async closeRead(): Promise<void> {}
 
   async close(): Promise<void> {
     this.closed = true

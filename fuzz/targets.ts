@@ -9,5 +9,6 @@ export const TARGETS: Record<string, () => Promise<{ createTarget(): Promise<Tar
   admission: () => import('./admission.ts'),
   config: () => import('./config.ts'),
   invites: () => import('./invites.ts'),
+  punch: () => import('./punch.ts'),
   http: () => import('./http.ts'),
 }

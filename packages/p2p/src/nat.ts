@@ -277,12 +277,12 @@ export class NatTraversal implements Startable {
       stream = await relayed.newStream(PUNCH_PROTOCOL, { signal, runOnLimitedConnection: true })
       const messages = punchMessages(stream)
       const started = performance.now()
-      await messages.write({ type: 'connect', ip, port }, signal)
+      await messages.write({ type: 'connect', ip, port })
       const answer = await messages.read(signal)
       if (answer.type === 'refuse') throw new Error(`the peer declined: ${answer.reason}`)
       if (answer.type !== 'connect') throw new ProtocolError(`expected connect, got ${answer.type}`)
       if (!this.#mayPunch(answer.ip)) throw new Error(`the peer's address ${answer.ip} is private`)
-      await messages.write({ type: 'sync' }, signal)
+      await messages.write({ type: 'sync' })
       // The sync reaches the peer after half the round trip: both SYNs then leave together.
       await sleep((performance.now() - started) / 2, undefined, { signal })
       const socket = await simultaneousOpen(port, answer, signal)
@@ -312,12 +312,12 @@ export class NatTraversal implements Startable {
           : ip === undefined
             ? 'no public address of this node is known'
             : `your address ${request.ip} is private`
-        await messages.write({ type: 'refuse', reason }, signal)
+        await messages.write({ type: 'refuse', reason })
         await stream.close()
         return
       }
       const port = await freePort(isIPv6(ip))
-      await messages.write({ type: 'connect', ip, port }, signal)
+      await messages.write({ type: 'connect', ip, port })
       const sync = await messages.read(signal)
       if (sync.type !== 'sync') throw new ProtocolError(`expected sync, got ${sync.type}`)
       const socket = await simultaneousOpen(port, request, signal)
