@@ -10,5 +10,7 @@ export const TARGETS: Record<string, () => Promise<{ createTarget(): Promise<Tar
   config: () => import('./config.ts'),
   invites: () => import('./invites.ts'),
   punch: () => import('./punch.ts'),
+  'client-hello': () => import('./client-hello.ts'),
+  relay: () => import('./relay.ts'),
   http: () => import('./http.ts'),
 }

@@ -1,20 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { MAX_HELLO_BYTES, normalizeServerName, parseClientHello } from '../src/client-hello.ts'
-import { clientHello } from './utils/hello.ts'
-
-/** The same hello cut into TLS records of `size` bytes of handshake each. */
-function reframe(hello: Buffer, size: number): Buffer {
-  const handshake = hello.subarray(5, 5 + hello.readUInt16BE(3))
-  const records: Buffer[] = []
-  for (let at = 0; at < handshake.length; at += size) {
-    const part = handshake.subarray(at, at + size)
-    const header = Buffer.from([22, 3, 1, 0, 0])
-    header.writeUInt16BE(part.length, 3)
-    records.push(header, part)
-  }
-  return Buffer.concat(records)
-}
+import { clientHello, reframe } from './utils/hello.ts'
 
 describe('ClientHello', () => {
   it("reads the server name and ALPN of a real client's hello, whole, in pieces and in many records", async () => {

@@ -22,6 +22,19 @@ export async function clientHello(servername?: string, ALPNProtocols = ['http/1.
   return hello
 }
 
+/** The same hello cut into TLS records of `size` bytes of handshake each. */
+export function reframe(hello: Buffer, size: number): Buffer {
+  const handshake = hello.subarray(5, 5 + hello.readUInt16BE(3))
+  const records: Buffer[] = []
+  for (let at = 0; at < handshake.length; at += size) {
+    const part = handshake.subarray(at, at + size)
+    const header = Buffer.from([22, 3, 1, 0, 0])
+    header.writeUInt16BE(part.length, 3)
+    records.push(header, part)
+  }
+  return Buffer.concat(records)
+}
+
 /**
  * Sends `chunks` to `port`, `gapMs` apart, and resolves with what came back before the close (or,
  * with `firstReply`, with the first bytes that come back).
