@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Capabilities } from '@gate/core'
 import type { Connection, Stream, StreamHandler } from '@libp2p/interface'
 import { CONTROL_READ_TIMEOUT_MS } from './constants.ts'
-import { FrameStream, ProtocolError } from './frames.ts'
+import { deadline, FrameStream, ProtocolError } from './frames.ts'
 
 /**
  * `/gate/control/1.0.0`: one request and one answer per stream, each a `NodeMessage` in a JSON
@@ -60,8 +60,12 @@ export function controlStreamHandler(
 ): StreamHandler {
   return async (stream, connection) => {
     const frames = new FrameStream(stream)
+    const late = deadline(
+      CONTROL_READ_TIMEOUT_MS,
+      () => new ProtocolError(`the control request did not arrive within ${CONTROL_READ_TIMEOUT_MS} ms`),
+    )
     try {
-      const request = await frames.read(AbortSignal.timeout(CONTROL_READ_TIMEOUT_MS))
+      const request = await frames.read(late.signal)
       if (request.type !== 'head')
         throw new ProtocolError(`expected a control message, got a ${request.type} frame`)
       const reply = await answer(parseMessage(request.value).payload, connection)
@@ -70,6 +74,8 @@ export function controlStreamHandler(
     } catch (err) {
       if (err instanceof ProtocolError) options.onProtocolError?.(err, connection)
       if (stream.status === 'open') stream.abort(err instanceof Error ? err : new Error(String(err)))
+    } finally {
+      late.clear()
     }
   }
 }

@@ -33,6 +33,18 @@ export type Frame =
 
 const NAMES = new Map<number, FrameType>(Object.entries(FRAME_TYPES).map(([k, v]) => [v, k as FrameType]))
 
+/**
+ * An abort signal that fires after `ms` with `reason()`, and `clear` to drop its timer once the
+ * wait is over. Not `AbortSignal.timeout()`: that signal, and what its listeners reached, stays in
+ * memory until its timer fires whatever became of the wait (about 3 KB for each `/gate/control`
+ * stream for 10 s: a peer opening streams fast made a node hold hundreds of MB).
+ */
+export function deadline(ms: number, reason: () => Error): { signal: AbortSignal; clear(): void } {
+  const controller = new AbortController()
+  const timer = setTimeout(() => controller.abort(reason()), ms).unref()
+  return { signal: controller.signal, clear: () => clearTimeout(timer) }
+}
+
 /** The peer broke the protocol (or the stream ended mid-exchange): the stream is reset. */
 export class ProtocolError extends Error {
   override name = 'ProtocolError'

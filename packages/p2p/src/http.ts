@@ -1,6 +1,6 @@
 import type { Connection, Stream, StreamHandler } from '@libp2p/interface'
 import { MAX_STREAMS_PER_CONNECTION, REFUSED_REQUEST_BYTES, REQUEST_READ_TIMEOUT_MS } from './constants.ts'
-import { type Frame, FrameStream, ProtocolError } from './frames.ts'
+import { deadline, type Frame, FrameStream, ProtocolError } from './frames.ts'
 
 /** One HTTP exchange per stream: request head, body, end; response head, body, end. */
 export const HTTP_PROTOCOL = '/gate/http/1.0.0'
@@ -152,27 +152,25 @@ export function httpStreamHandler(
     const gone = new AbortController()
     let request: { head: RequestHead; body: Uint8Array }
     const readTimeoutMs = options.requestTimeoutMs ?? REQUEST_READ_TIMEOUT_MS
-    const late = new AbortController()
-    const timer = setTimeout(
-      () => late.abort(new ProtocolError(`the request did not arrive within ${readTimeoutMs} ms`)),
+    const late = deadline(
       readTimeoutMs,
-    ).unref()
-    const deadline = late.signal
+      () => new ProtocolError(`the request did not arrive within ${readTimeoutMs} ms`),
+    )
     try {
       const refusal = options.refuse?.(connection)
       if (refusal) {
         // Answered before anything of the request is held; what it sends meanwhile is read and
         // dropped, up to REFUSED_REQUEST_BYTES (then the stream is reset), so that it reads the answer.
         await frames.writeAll(wholeMessage(refusal.head, refusal.body))
-        await readHead(frames, deadline)
-        await readRequestBody(frames, REFUSED_REQUEST_BYTES, deadline, { keep: false, drain: false })
+        await readHead(frames, late.signal)
+        await readRequestBody(frames, REFUSED_REQUEST_BYTES, late.signal, { keep: false, drain: false })
         await stream.close().catch(() => {})
         return
       }
-      const head = await readHead(frames, deadline)
+      const head = await readHead(frames, late.signal)
       const limit = options.maxBodyBytes
       const drain = options.tooLarge !== undefined
-      const body = await readRequestBody(frames, limit, deadline, { keep: true, drain })
+      const body = await readRequestBody(frames, limit, late.signal, { keep: true, drain })
       if (body === null) {
         // Read to its end (only with `tooLarge`) and answered.
         const answer = options.tooLarge?.(limit)
@@ -186,7 +184,7 @@ export function httpStreamHandler(
       fail(stream, err)
       return
     } finally {
-      clearTimeout(timer)
+      late.clear()
     }
     let responded = false
     // The requester keeps its side open until the response ends: anything else that arrives

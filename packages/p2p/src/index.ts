@@ -34,7 +34,7 @@ export {
 export type { ControlPayload, NodeMessage } from './control.ts'
 export { CONTROL_PROTOCOL, controlRequest, controlStreamHandler } from './control.ts'
 export type { Frame } from './frames.ts'
-export { drained, FrameStream, MAX_FRAME_BYTES, ProtocolError, RECEIVE_WINDOW } from './frames.ts'
+export { deadline, drained, FrameStream, MAX_FRAME_BYTES, ProtocolError, RECEIVE_WINDOW } from './frames.ts'
 export { PUNCH_PROTOCOL } from './hole-punch.ts'
 export type {
   HeaderMap,

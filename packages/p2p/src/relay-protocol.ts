@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { type Identity, peerIdToNodeId, verifySignature } from '@gate/core'
 import type { Connection, Stream, StreamHandler } from '@libp2p/interface'
 import { CONTROL_READ_TIMEOUT_MS } from './constants.ts'
-import { FrameStream, ProtocolError } from './frames.ts'
+import { deadline, FrameStream, ProtocolError } from './frames.ts'
 
 /**
  * `/gate/relay/1.0.0`: a node registers with a relay, one request and one answer per stream. A
@@ -92,8 +92,12 @@ export function relayStreamHandler(
   const seen = new Set<string>()
   return async (stream, connection) => {
     const frames = new FrameStream(stream)
+    const late = deadline(
+      CONTROL_READ_TIMEOUT_MS,
+      () => new ProtocolError(`the relay request did not arrive within ${CONTROL_READ_TIMEOUT_MS} ms`),
+    )
     try {
-      const request = await frames.read(AbortSignal.timeout(CONTROL_READ_TIMEOUT_MS))
+      const request = await frames.read(late.signal)
       if (request.type !== 'head')
         throw new ProtocolError(`expected a relay request, got a ${request.type} frame`)
       const from = peerIdToNodeId(connection.remotePeer.toString())
@@ -107,6 +111,8 @@ export function relayStreamHandler(
     } catch (err) {
       if (err instanceof ProtocolError) options.onProtocolError?.(err, connection)
       if (stream.status === 'open') stream.abort(err instanceof Error ? err : new Error(String(err)))
+    } finally {
+      late.clear()
     }
   }
 }

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net'
 import { createServer, type Server, type Socket } from 'node:net'
 import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { FrameStream, peerIdOf, TLS_PROTOCOL, tunnelDuplex } from '@gate/p2p'
+import { deadline, FrameStream, peerIdOf, TLS_PROTOCOL, tunnelDuplex } from '@gate/p2p'
 import type { Libp2p } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import { MAX_HELLO_BYTES, normalizeServerName, parseClientHello } from './client-hello.ts'
@@ -126,9 +126,11 @@ export class SniRouter {
     try {
       const [connection] = node.getConnections(peerIdOf(registration.nodeId))
       if (!connection) throw new Error('the node has no connection to this relay')
-      const stream = await connection.newStream(TLS_PROTOCOL, {
-        signal: AbortSignal.timeout(limits.hello_timeout * 1000),
-      })
+      const late = deadline(
+        limits.hello_timeout * 1000,
+        () => new Error('the node did not take the stream in time'),
+      )
+      const stream = await connection.newStream(TLS_PROTOCOL, { signal: late.signal }).finally(late.clear)
       const frames = new FrameStream(stream)
       await frames.write({ type: 'head', value: { client: `${socket.remoteAddress}:${socket.remotePort}` } })
       const tunnel = tunnelDuplex(frames)

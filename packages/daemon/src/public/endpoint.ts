@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http'
 import { TLSSocket } from 'node:tls'
 import type { Config, Identity, Logger } from '@gate/core'
-import { FrameStream, type GateLibp2p, readTunnelHead, TLS_PROTOCOL, tunnelDuplex } from '@gate/p2p'
+import { deadline, FrameStream, type GateLibp2p, readTunnelHead, TLS_PROTOCOL, tunnelDuplex } from '@gate/p2p'
 import type { PublicStatus } from '@gate/rpc'
 import { KEEP_ALIVE_TIMEOUT_MS } from '../api/server.ts'
 import type { FrontDoor } from '../api/types.ts'
@@ -129,7 +129,8 @@ export class PublicEndpoint {
 
   /** Terminates one relayed TLS connection and serves the HTTP inside it. */
   async #serve(frames: FrameStream): Promise<void> {
-    const { client } = await readTunnelHead(frames, AbortSignal.timeout(HEAD_TIMEOUT_MS))
+    const late = deadline(HEAD_TIMEOUT_MS, () => new Error(`no tunnel head within ${HEAD_TIMEOUT_MS} ms`))
+    const { client } = await readTunnelHead(frames, late.signal).finally(late.clear)
     const context = this.#certificates.context
     if (!context) throw new Error('no certificate yet')
     const socket = new TLSSocket(tunnelDuplex(frames), {
