@@ -298,6 +298,10 @@ describe('the dashboard in Chromium', { skip: NO_BROWSER }, () => {
     assert.equal(await t.page.evaluate(() => document.activeElement?.textContent), 'Peers')
     await t.page.keyboard.press('Enter')
     await t.page.getByRole('heading', { name: 'Peers', level: 1 }).waitFor()
+    // Focus moves in an effect after the page renders: wait for it, within a bound.
+    await t.page
+      .waitForFunction(() => document.activeElement?.tagName === 'H1', undefined, { timeout: 2000 })
+      .catch(() => {})
     assert.equal(await t.page.evaluate(() => document.activeElement?.tagName), 'H1')
     assert.equal(new URL(t.page.url()).pathname, '/peers')
     assertQuiet(t)
