@@ -17,6 +17,7 @@ import {
   applyEdit,
   awkwardString,
   byteEdit,
+  delivery,
   describe,
   ensure,
   mutate,
@@ -71,8 +72,6 @@ type Input = { cuts: number[]; reset: boolean } & (
   | { kind: 'mutated'; message: Record<string, unknown>; edit: [number, number] | null; tail: Uint8Array }
   | { kind: 'hostile'; bytes: Uint8Array }
 )
-
-const delivery = { cuts: fc.array(fc.nat(), { maxLength: 6 }), reset: fc.boolean() }
 
 export async function createTarget(): Promise<Target<Input>> {
   return {

@@ -22,6 +22,7 @@ import {
   applyEdit,
   awkwardString,
   byteEdit,
+  delivery,
   describe,
   ensure,
   mutate,
@@ -78,14 +79,15 @@ type Input = { cuts: number[]; reset: boolean; refused: boolean } & (
   | { kind: 'hostile'; bytes: Uint8Array }
 )
 
-const delivery = { cuts: fc.array(fc.nat(), { maxLength: 6 }), reset: fc.boolean(), refused: fc.boolean() }
+/** How the bytes arrive, and whether the node refuses the peer (an untrusted one). */
+const arrival = { ...delivery, refused: fc.boolean() }
 
 export async function createTarget(): Promise<Target<Input>> {
   return {
     arbitrary: fc.oneof(
       {
         weight: 2,
-        arbitrary: fc.record({ kind: fc.constant('valid' as const), head, body: bodySizes, ...delivery }),
+        arbitrary: fc.record({ kind: fc.constant('valid' as const), head, body: bodySizes, ...arrival }),
       },
       {
         weight: 4,
@@ -96,12 +98,12 @@ export async function createTarget(): Promise<Target<Input>> {
           body: bodySizes,
           end: fc.boolean(),
           tail: fc.oneof({ weight: 4, arbitrary: fc.constant(new Uint8Array(0)) }, hostileBytes),
-          ...delivery,
+          ...arrival,
         }),
       },
       {
         weight: 1,
-        arbitrary: fc.record({ kind: fc.constant('hostile' as const), bytes: hostileBytes, ...delivery }),
+        arbitrary: fc.record({ kind: fc.constant('hostile' as const), bytes: hostileBytes, ...arrival }),
       },
     ),
     check,

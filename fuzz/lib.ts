@@ -145,6 +145,9 @@ export function applyEdit(bytes: Uint8Array, edit: [number, number] | null): Uin
   return out
 }
 
+/** How a stream's bytes arrive: cut at these points (see `split`), then ended or reset. */
+export const delivery = { cuts: fc.array(fc.nat(), { maxLength: 6 }), reset: fc.boolean() }
+
 /** Cuts `bytes` into pieces at the given points: how a transport may deliver them. */
 export function split(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
   const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b)

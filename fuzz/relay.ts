@@ -25,6 +25,7 @@ import {
   applyEdit,
   awkwardString,
   byteEdit,
+  delivery,
   describe,
   ensure,
   mutate,
@@ -70,8 +71,6 @@ type Input = { cuts: number[]; reset: boolean } & (
     }
   | { kind: 'hostile'; bytes: Uint8Array }
 )
-
-const delivery = { cuts: fc.array(fc.nat(), { maxLength: 6 }), reset: fc.boolean() }
 
 export async function createTarget(): Promise<Target<Input>> {
   return {
