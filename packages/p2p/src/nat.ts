@@ -28,7 +28,7 @@ import {
   PUNCH_TIMEOUT_MS,
   RESERVATION_CHECK_MS,
 } from './constants.ts'
-import { ProtocolError } from './frames.ts'
+import { deadline, ProtocolError } from './frames.ts'
 import { freePort, PUNCH_PROTOCOL, type PunchAddress, punchMessages, simultaneousOpen } from './hole-punch.ts'
 import { SocketConnection } from './socket-connection.ts'
 
@@ -270,7 +270,7 @@ export class NatTraversal implements Startable {
       )
       return
     }
-    const signal = this.#punchSignal()
+    const { signal, clear } = this.#punchDeadline()
     let stream: Stream | undefined
     try {
       const port = await freePort(isIPv6(ip))
@@ -291,13 +291,15 @@ export class NatTraversal implements Startable {
     } catch (err) {
       stream?.abort(err instanceof Error ? err : new Error(String(err)))
       this.#punchFailed(peer, err)
+    } finally {
+      clear()
     }
   }
 
   /** The responder's side. */
   readonly #answer = async (stream: Stream, relayed: Connection): Promise<void> => {
     const peer = relayed.remotePeer
-    const signal = this.#punchSignal()
+    const { signal, clear } = this.#punchDeadline()
     const messages = punchMessages(stream)
     let answered: (() => void) | undefined
     this.#track(peer, new Promise<void>((resolve) => (answered = resolve)))
@@ -327,12 +329,15 @@ export class NatTraversal implements Startable {
       stream.abort(err instanceof Error ? err : new Error(String(err)))
       this.#punchFailed(peer, err)
     } finally {
+      clear()
       answered?.()
     }
   }
 
-  #punchSignal(): AbortSignal {
-    return AbortSignal.any([this.#stopping.signal, AbortSignal.timeout(PUNCH_TIMEOUT_MS)])
+  /** What bounds one punch: PUNCH_TIMEOUT_MS, or the node stopping; `clear` once it is over. */
+  #punchDeadline(): { signal: AbortSignal; clear(): void } {
+    const late = deadline(PUNCH_TIMEOUT_MS, () => new Error(`the punch took over ${PUNCH_TIMEOUT_MS} ms`))
+    return { signal: AbortSignal.any([this.#stopping.signal, late.signal]), clear: late.clear }
   }
 
   /**
