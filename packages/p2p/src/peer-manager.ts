@@ -190,7 +190,7 @@ export class PeerManager {
     const started = performance.now()
     try {
       const signal = AbortSignal.timeout(PEER_DIAL_TIMEOUT_MS)
-      const peer = peerIdOf(state.node_id)
+      const { peer } = state
       const known = this.#init.bootstrap().find((a) => a.endsWith(`/p2p/${peer.toString()}`))
       const hasAddress = node.getConnections(peer).length > 0 || (await node.peerStore.has(peer))
       const stream = await this.#controlStream(peer, known && !hasAddress ? multiaddr(known) : peer, signal)
@@ -220,7 +220,7 @@ export class PeerManager {
       state.retry_at = 0
       this.#setStatus(state, 'connected', null)
     } catch (err) {
-      if (node.getConnections(peerIdOf(state.node_id)).length > 0) {
+      if (node.getConnections(state.peer).length > 0) {
         this.#setStatus(state, 'connected', describeError(err))
         return
       }
