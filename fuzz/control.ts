@@ -20,6 +20,7 @@ import {
   delivery,
   describe,
   ensure,
+  json,
   mutate,
   mutation,
   PropertyFailure,
@@ -135,10 +136,6 @@ async function check(input: Input): Promise<void> {
       )
     }
   }
-}
-
-function json(value: unknown): Uint8Array {
-  return Buffer.from(JSON.stringify(value))
 }
 
 /** What is wrong with `payload` as a ControlPayload, or undefined. */

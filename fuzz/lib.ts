@@ -145,6 +145,11 @@ export function applyEdit(bytes: Uint8Array, edit: [number, number] | null): Uin
   return out
 }
 
+/** A value as the JSON bytes a peer sends. */
+export function json(value: unknown): Uint8Array {
+  return Buffer.from(JSON.stringify(value))
+}
+
 /** How a stream's bytes arrive: cut at these points (see `split`), then ended or reset. */
 export const delivery = { cuts: fc.array(fc.nat(), { maxLength: 6 }), reset: fc.boolean() }
 

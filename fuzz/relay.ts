@@ -28,6 +28,7 @@ import {
   delivery,
   describe,
   ensure,
+  json,
   mutate,
   mutation,
   PropertyFailure,
@@ -165,10 +166,6 @@ async function signed(input: Exclude<Input, { kind: 'hostile' }>): Promise<Uint8
     signature: Buffer.from(applyEdit(signature, edit.signature)).toString('base64'),
   }
   return encodeFrame(HEAD, json(value))
-}
-
-function json(value: unknown): Uint8Array {
-  return Buffer.from(JSON.stringify(value))
 }
 
 /** What is wrong with `request` as a RelayRequest, or undefined. */
