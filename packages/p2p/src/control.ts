@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { Capabilities } from '@gate/core'
+import { type Capabilities, describeInput } from '@gate/core'
 import type { Connection, Stream, StreamHandler } from '@libp2p/interface'
 import { CONTROL_READ_TIMEOUT_MS } from './constants.ts'
 import { deadline, FrameStream, ProtocolError } from './frames.ts'
@@ -110,7 +110,8 @@ const MAX_SECRET_CHARS = 256
 
 function parseMessage(value: Record<string, unknown>): NodeMessage {
   const { version, id, timestamp, payload } = value
-  if (version !== CONTROL_VERSION) throw new ProtocolError(`unsupported control version ${String(version)}`)
+  if (version !== CONTROL_VERSION)
+    throw new ProtocolError(`unsupported control version ${describeInput(['version'], version)}`)
   if (typeof id !== 'string' || typeof timestamp !== 'number')
     throw new ProtocolError('control message needs id and timestamp')
   if (

@@ -48,6 +48,10 @@ for (const transport of TRANSPORTS) {
         ['garbage', new TextEncoder().encode('x'.repeat(300))],
         ['oversized', Uint8Array.of(0xff, 0xff, 0xff, 0x7f, 1)],
         ['wrong version', frame('{"version":2,"id":"i","timestamp":1,"payload":{"type":"ping"}}')],
+        [
+          'version that cannot be made a string',
+          frame('{"version":{"toString":0},"id":"i","timestamp":1,"payload":{"type":"ping"}}'),
+        ],
         ['unknown payload', frame('{"version":1,"id":"i","timestamp":1,"payload":{"type":"launch"}}')],
         [
           'bad capabilities',
